@@ -1,0 +1,1 @@
+"""Classical downscalers: mascon, bilinear, pattern transfer, random forest, LightGBM."""

@@ -1,0 +1,1 @@
+"""Deep downscalers: the dynamic soft-constrained CNN and its ablations."""

@@ -1,0 +1,155 @@
+"""The WaterGAP-like and ERA5-like fields of the twin, computed month block by month block.
+
+Both see the truth's seasonal and interannual parts through their own errors and neither sees
+the trends (depletion hotspots, glaciers, reservoirs). Random parts are drawn per month from
+the world's seed, so any block of months gives the same values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from suite import grid, landmask
+from suite.readers.era5 import LAYER_M
+from suite.twin import fields as fx
+from suite.twin.world import MONTHS, World, index_at, interannual, seasonal
+
+ERA5_RES = 0.25
+
+
+def _month_rng(world: World, source: str, month: np.datetime64) -> np.random.Generator:
+    tag = {"wghm": 1, "era5": 2}[source]
+    offset = int((np.datetime64(month, "M") - np.datetime64("1900-01", "M")).astype(int))
+    return np.random.default_rng([world.seed, tag, offset])
+
+
+def _monthly_noise(world: World, source: str, months: np.ndarray, length: float
+                   ) -> np.ndarray:
+    shape = world.land.shape
+    return np.stack([fx.smooth_field(_month_rng(world, source, m), shape, length,
+                                     wrap_lon=world.is_global) for m in months])
+
+
+def _variability(world: World, months: np.ndarray) -> np.ndarray:
+    """The truth's sub-mascon variability where it exists (2002-2022), zero before."""
+    out = np.zeros((months.size, *world.land.shape), np.float32)
+    pos = (months.astype("datetime64[M]") - MONTHS[0]).astype(int)
+    ok = (pos >= 0) & (pos < MONTHS.size)
+    out[ok] = world.latent["variability"][pos[ok]]
+    return out
+
+
+def wghm_land(world: World) -> np.ndarray:
+    """WaterGAP's land: the mascon file's land less Antarctica (Greenland is modelled)."""
+    return world.jpl_land & (world.lat[:, None] >= landmask.ANTARCTIC_LIMIT)
+
+
+def wghm_block(world: World, months: np.ndarray) -> np.ndarray:
+    """Absolute storage in mm (kg m-2), NaN off WaterGAP's land, for ``months``."""
+    lt = world.latent
+    out = seasonal(lt["wghm_bias"] * (lt["amp_climate"] + 0.7 * lt["wet"]),
+                   lt["phase"] + lt["wghm_lag"], months)
+    out += seasonal(lt["amp2"], lt["phase2"], months, harmonic=2)
+    out += 0.8 * interannual(lt, months)
+    out += 0.5 * _variability(world, months)
+    out += 10.0 * _monthly_noise(world, "wghm", months, 2.0)
+    out += lt["wghm_base"][None]
+    out[:, ~wghm_land(world)] = np.nan
+    return out.astype(np.float32)
+
+
+def era5_axes(world: World) -> tuple[np.ndarray, np.ndarray]:
+    """ERA5 0.25° points covering the extent: latitude descending, longitude as requested
+    with ``area`` (−180..180) or 0..359.75 for the globe."""
+    if world.is_global:
+        return np.arange(90.0, -90.0 - 1e-9, -ERA5_RES), np.arange(0.0, 360.0, ERA5_RES)
+    lat = np.arange(world.lat[-1] + 0.25, world.lat[0] - 0.25 - 1e-9, -ERA5_RES)
+    west = world.lon[0] - 0.25
+    lon = west + ERA5_RES * np.arange(2 * world.cols.size + 1)
+    return lat, grid.wrap_lon(lon)
+
+
+def _interp_matrix(src: np.ndarray, dst: np.ndarray, period: float | None) -> sp.csr_matrix:
+    """Linear interpolation weights from centres ``src`` (ascending) to points ``dst``."""
+    n = src.size
+    if period is None:
+        pos = np.clip(np.interp(dst, src, np.arange(n)), 0, n - 1)
+        lo = np.minimum(np.floor(pos).astype(int), n - 2 if n > 1 else 0)
+        frac = pos - lo
+        hi = np.minimum(lo + 1, n - 1)
+    else:  # periodic axis, src regularly spaced over the whole period
+        step = period / n
+        pos = ((dst - src[0]) % period) / step
+        lo = np.floor(pos).astype(int) % n
+        frac = pos - np.floor(pos)
+        hi = (lo + 1) % n
+    rows = np.arange(dst.size)
+    return sp.csr_matrix((np.concatenate([1 - frac, frac]),
+                          (np.concatenate([rows, rows]), np.concatenate([lo, hi]))),
+                         shape=(dst.size, n))
+
+
+def era5_block(world: World, months: np.ndarray) -> dict[str, np.ndarray]:
+    """ERA5-like monthly means on the 0.25° points, in ERA5's own units, NaN at sea."""
+    lt = world.latent
+    lat_e, lon_e = era5_axes(world)
+    share = lt["era5_share"]
+
+    def storage(ms: np.ndarray) -> np.ndarray:
+        total = seasonal(share * lt["amp_climate"], lt["phase"], ms)
+        total += seasonal(share * lt["amp2"], lt["phase2"], ms, harmonic=2)
+        total += share * interannual(lt, ms) + 0.5 * share * _variability(world, ms)
+        return total
+
+    m = months.astype("datetime64[M]")
+    s_prev, s_now, s_next = storage(m - 1), storage(m), storage(m + 1)
+    s_now = s_now + 8.0 * _monthly_noise(world, "era5", m, 1.5)
+    moy = (m.astype(int) % 12 + 0.5).astype(np.float32)[:, None, None]
+    north = (world.lat >= 0)[None, :, None]
+    t_peak = np.where(north, 6.5, 0.5)
+    t2m = lt["t2m_mean"] + lt["t2m_amp"] * np.cos(2 * np.pi * (moy - t_peak) / 12.0)
+    t2m = t2m + 0.8 * index_at(lt, "index1", m)[:, None, None]
+    winter = lt["t2m_mean"] - lt["t2m_amp"]
+    snow_amp = np.clip((273.15 - winter) * 6.0, 0.0, 300.0)
+    snow_peak = np.where(north, 2.5, 8.5)
+    snow = snow_amp * np.maximum(0.0, np.cos(2 * np.pi * (moy - snow_peak) / 12.0)) ** 1.5
+    canopy = 0.3 + 0.2 * np.cos(2 * np.pi * (moy - t_peak) / 12.0) * np.ones_like(s_now)
+    soil_anom = s_now - (snow - snow.mean()) - canopy
+    thick = np.array(list(LAYER_M.values()), np.float32)
+    share_l = thick * np.array([1.4, 1.2, 1.0, 0.7], np.float32)
+    share_l /= share_l.sum()
+    theta = {name: np.clip(lt["theta"] + share_l[k] * soil_anom / (1000.0 * thick[k]),
+                           0.01, 0.6) for k, name in enumerate(LAYER_M)}
+    # fluxes consistent with the storage change: P − E − R = dS/dt + noise (mm/month)
+    d_s = 0.5 * (s_next - s_prev)
+    eps = 5.0 * np.random.default_rng([world.seed, 3, int(m[0].astype(int))]).standard_normal(
+        d_s.shape).astype(np.float32)
+    evap = np.clip(20.0 + 3.0 * (t2m - 273.15), 5.0, 150.0)
+    evap = evap + np.maximum(0.0, -(d_s + eps))
+    p_minus_r = d_s + eps + evap
+    rr = lt["era5_runoff_ratio"]
+    precip = p_minus_r / (1.0 - rr)
+    runoff = rr * precip
+    days = ((m + 1).astype("datetime64[D]") - m.astype("datetime64[D]")).astype(np.float32)
+    per_day = (1000.0 * days)[:, None, None]
+    fields = {**theta, "sd": snow / 1000.0, "src": canopy / 1000.0, "t2m": t2m,
+              "tp": precip / per_day, "e": -evap / per_day, "ro": runoff / per_day}
+
+    lat_src = world.lat
+    lon_src = world.lon if not world.is_global else grid.LON
+    wlat = _interp_matrix(lat_src, lat_e, None)
+    if world.is_global:
+        wlon = _interp_matrix(lon_src, grid.wrap_lon(lon_e), 360.0)
+    else:
+        unwrapped = world.lon[0] + ((world.lon - world.lon[0]) % 360.0)
+        wlon = _interp_matrix(unwrapped, world.lon[0] - 0.25 + ERA5_RES * np.arange(
+            lon_e.size), None)
+    sea = landmask.land_fraction(lat_e, lon_e, ERA5_RES) < landmask.LAND_THRESHOLD
+    out = {}
+    for name, values in fields.items():
+        values = np.broadcast_to(values, s_now.shape)
+        fine = np.stack([(wlat @ (wlon @ v.T).T) for v in values]).astype(np.float32)
+        fine[:, sea] = np.nan
+        out[name] = fine
+    return out

@@ -1,0 +1,357 @@
+"""The twin world: a synthetic 0.5° truth on real geography, and the inputs derived from it.
+
+The truth holds what the real inputs also see (seasonal cycle, interannual modes, sub-mascon
+variability) and what the models and the reanalysis miss (groundwater-depletion hotspots,
+glacier loss, reservoir filling). GRACE-like mascon means, a WaterGAP-like model and ERA5-like
+reanalysis fields are derived from it the way the real ones relate to reality. Same domain
+and seed, same arrays.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from suite import grid, landmask
+from suite import months as mo
+from suite.domains import Domain
+from suite.mascons import build_mascons, twin_tiling
+from suite.twin import fields as fx
+
+log = logging.getLogger(__name__)
+
+#: Months the twin's truth covers (whole years, like a CDS request).
+MONTHS = mo.month_range("2002-01", "2022-12")
+#: Months of the WaterGAP-like file (the real 2.2e GSWP3-ERA5 file covers 1901-2022).
+WGHM_MONTHS = mo.month_range("1901-01", "2022-12")
+#: Reference year of the trends.
+TREND_ORIGIN = 2007.0
+
+# Depletion hotspots (lat, lon, radius °, trend mm/yr): NW India, Ganges, Central Valley,
+# High Plains, North China Plain, Mesopotamia, Saudi Arabia, Nubian Sandstone.
+KNOWN_HOTSPOTS = [
+    (29.5, 76.0, 1.0, -28.0), (26.0, 84.5, 0.8, -15.0), (36.5, -119.5, 0.9, -20.0),
+    (36.5, -101.5, 0.9, -12.0), (37.0, 115.5, 1.0, -18.0), (33.0, 45.0, 1.0, -14.0),
+    (27.0, 45.0, 0.9, -10.0), (28.0, 24.0, 0.9, -6.0),
+]
+# Glacier regions (lat, lon, radius °, trend mm/yr): Himalaya arc, Karakoram, Tien Shan,
+# Nyainqentanglha, Alaska, Patagonia, Canadian Arctic, Svalbard, Alps, Iceland.
+KNOWN_GLACIERS = [
+    (28.0, 86.5, 0.7, -45.0), (29.5, 81.5, 0.6, -40.0), (31.0, 78.5, 0.6, -35.0),
+    (35.7, 76.5, 0.7, -8.0), (42.2, 79.5, 0.7, -30.0), (30.2, 94.5, 0.7, -50.0),
+    (61.0, -144.0, 1.0, -90.0), (-49.0, -73.5, 0.8, -80.0), (79.5, -80.0, 1.2, -40.0),
+    (78.8, 17.0, 0.8, -35.0), (46.5, 9.0, 0.5, -40.0), (64.5, -18.0, 0.8, -60.0),
+]
+
+
+@dataclass
+class World:
+    """The twin's arrays on its extent (a box of the global 0.5° grid holding whole mascons).
+
+    Cell arrays are ``(lat, lon)`` with ``lat`` ascending; ``lon`` follows the global column
+    order of the extent (ascending unless the extent crosses the antimeridian).
+    """
+
+    domain: Domain
+    seed: int
+    rows: np.ndarray  # global row index of each extent row
+    cols: np.ndarray  # global column index of each extent column
+    land: np.ndarray  # the suite's land (Greenland and Antarctica excluded)
+    jpl_land: np.ndarray  # land of the mascon file (land fraction ≥ 0.5, ice sheets included)
+    tiles: np.ndarray  # twin mascon ID of every cell
+    whole: np.ndarray  # cells of tiles that lie wholly in the extent
+    domain_tiles: np.ndarray  # IDs of the domain's mascons
+    truth: np.ndarray  # (MONTHS, lat, lon) mm anomaly, NaN off land
+    grace_months: np.ndarray  # months with a solution
+    grace: np.ndarray  # (grace_months, lat, lon) mm, NaN outside whole tiles
+    sigma: np.ndarray  # (grace_months, lat, lon) mm, 1-σ per mascon part
+    epochs: np.ndarray  # record mid-times, datetime64[s]
+    epoch_bounds: np.ndarray  # (n, 2) first and last day of each solution, datetime64[s]
+    latent: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+
+    @property
+    def lat(self) -> np.ndarray:
+        return grid.LAT[self.rows]
+
+    @property
+    def lon(self) -> np.ndarray:
+        return grid.LON[self.cols]
+
+    @property
+    def is_global(self) -> bool:
+        return self.rows.size == grid.LAT.size and self.cols.size == grid.LON.size
+
+
+def _extent(domain: Domain, tiles: np.ndarray, land: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, columns and mascon IDs of the domain: tiles whose land centroid lies inside."""
+    flat = np.flatnonzero(land)
+    lat2, lon2 = np.meshgrid(grid.LAT, grid.LON, indexing="ij")
+    area = np.broadcast_to(grid.cell_area(grid.LAT)[:, None], land.shape).ravel()[flat]
+    mascons = build_mascons(tiles.ravel()[flat], area)
+    clat, clon = mascons.centroids(lat2.ravel()[flat], lon2.ravel()[flat])
+    chosen = mascons.ids[domain.contains(clat, clon)]
+    if chosen.size == 0:
+        raise ValueError(f"domain {domain.describe()} holds no land mascon")
+    if domain.is_global:
+        return np.arange(grid.LAT.size), np.arange(grid.LON.size), chosen
+    in_tiles = np.isin(tiles, chosen)
+    rows = np.flatnonzero(in_tiles.any(axis=1))
+    used = in_tiles.any(axis=0)
+    if used.all():
+        return rows, np.arange(grid.LON.size), chosen
+    # the complement of the widest cyclic run of unused columns
+    free = ~used
+    best_len, best_end, run = 0, 0, 0
+    for k in range(2 * free.size):
+        run = run + 1 if free[k % free.size] else 0
+        if best_len < run <= free.size:
+            best_len, best_end = run, k % free.size
+    start = (best_end + 1) % free.size
+    return rows, (start + np.arange(free.size - best_len)) % free.size, chosen
+
+
+def build_world(domain: Domain, seed: int = 0,
+                progress: Callable[[str], None] | None = None) -> World:
+    """Generate the twin world for ``domain`` (deterministic in ``seed``).
+
+    Parameters
+    ----------
+    domain
+        Where: a named domain, a bounding box or the globe.
+    seed
+        Seed of every random draw.
+    progress
+        Called with a short label as each stage starts.
+
+    Returns
+    -------
+    World
+    """
+    step = progress or (lambda label: log.info("twin: %s", label))
+    step("land mask and mascons")
+    global_land = landmask.land_fraction(grid.LAT, grid.LON, grid.RES) >= landmask.LAND_THRESHOLD
+    ice_all = landmask.excluded_ice(grid.LAT, grid.LON)
+    global_tiles = twin_tiling()
+    rows, cols, chosen = _extent(domain, global_tiles, global_land & ~ice_all)
+    sub = np.ix_(rows, cols)
+    jpl_land, ice, tiles = global_land[sub], ice_all[sub], global_tiles[sub]
+    land = jpl_land & ~ice
+    counts_global = np.bincount(global_tiles.ravel())
+    counts_here = np.bincount(tiles.ravel(), minlength=counts_global.size)
+    whole = (counts_here == counts_global)[tiles]
+
+    seeds = np.random.SeedSequence([seed, 20020401]).spawn(8)
+    rng = {name: np.random.default_rng(s) for name, s in zip(
+        ["pattern", "index", "variability", "trend", "grace", "wghm", "era5", "ocean"],
+        seeds, strict=True)}
+    lat2, lon2 = np.meshgrid(grid.LAT[rows], grid.LON[cols], indexing="ij")
+    wrap = cols.size == grid.LON.size
+    shape = land.shape
+
+    step("truth: seasonal cycle and interannual modes")
+    latent = _patterns(rng["pattern"], lat2, lon2, land, wrap)
+    latent["index1"] = fx.ar1_series(rng["index"], WGHM_MONTHS.size, 0.93)
+    latent["index2"] = fx.ar1_series(rng["index"], WGHM_MONTHS.size, 0.85)
+    n = MONTHS.size
+    step("truth: sub-mascon variability")
+    white = fx.multiscale_field(rng["variability"], (n, *shape), (1.0, 2.0, 4.0), wrap_lon=wrap)
+    latent["variability"] = fx.ar1_fields(white, 0.6) * latent["var_amp"][None]
+    del white
+    step("truth: depletion hotspots, glaciers, reservoirs")
+    latent.update(_trends(rng["trend"], lat2, lon2, land))
+
+    step("truth: anomalies")
+    truth = _truth(latent, MONTHS)
+    base = (MONTHS >= mo.BASELINE[0]) & (MONTHS <= mo.BASELINE[1])
+    truth -= truth[base].mean(axis=0)
+    truth[:, ~land] = np.nan
+
+    step("GRACE: mascon means, noise and uncertainty")
+    grace_months = MONTHS[(MONTHS >= mo.GRACE_START) & ~np.isin(MONTHS, mo.MISSING_MONTHS)]
+    grace, sigma = _grace(rng, truth, tiles, land, ice, whole, grace_months, lat2, wrap)
+    epochs, bounds = record_times(grace_months)
+    return World(domain=domain, seed=seed, rows=rows, cols=cols, land=land, jpl_land=jpl_land,
+                 tiles=tiles, whole=whole, domain_tiles=chosen, truth=truth.astype(np.float32),
+                 grace_months=grace_months, grace=grace, sigma=sigma, epochs=epochs,
+                 epoch_bounds=bounds, latent=latent)
+
+
+def _patterns(rng: np.random.Generator, lat2: np.ndarray, lon2: np.ndarray, land: np.ndarray,
+              wrap: bool) -> dict[str, np.ndarray]:
+    """Static spatial patterns of the world (amplitudes, phases, model biases)."""
+    shape = land.shape
+    big = lambda length: fx.smooth_field(rng, shape, length, wrap_lon=wrap)  # noqa: E731
+    abslat = np.abs(lat2)
+    # climate zones: strong seasonal storage in the monsoon tropics, weak in deserts and the
+    # far north; regional modulation at ~5°
+    climate = (40.0 + 140.0 * np.exp(-(((abslat - 16.0) / 14.0) ** 2))) * np.exp(0.45 * big(10))
+    # sharp features near rivers and wetlands (a fraction of a mascon wide)
+    wet = np.zeros(shape, np.float32)
+    n_wet = max(2, int(land.sum() // 400))
+    for (i, j) in np.argwhere(land)[rng.integers(0, max(1, land.sum()), n_wet)]:
+        wet += rng.uniform(80, 220) * fx.gaussian_blob(lat2, lon2, lat2[i, j], lon2[i, j],
+                                                        rng.uniform(0.4, 0.9))
+    rivers = fx.random_paths(rng, land, max(2, int(land.sum() // 300)), 40)
+    from scipy import ndimage  # local: only the patterns need it
+    rivers = ndimage.gaussian_filter(rivers, 0.6) * 180.0
+    # peak month: late summer monsoon north of the equator, March-April south of it
+    phase = 2.5 + 6.0 / (1.0 + np.exp(-lat2 / 6.0)) + 0.8 * big(8)
+    return {
+        "amp": (climate + wet + rivers).astype(np.float32),
+        "amp_climate": climate.astype(np.float32),
+        "wet": (wet + rivers).astype(np.float32),
+        "phase": phase.astype(np.float32),
+        "amp2": (0.15 * climate * np.exp(0.3 * big(6))).astype(np.float32),
+        "phase2": (phase + 1.5 * big(8)).astype(np.float32),
+        "pattern1": (45.0 * big(16)).astype(np.float32),
+        "pattern2": (25.0 * big(10)).astype(np.float32),
+        "var_amp": (8.0 + 0.12 * climate).astype(np.float32),
+        # model errors of the WaterGAP-like field
+        "wghm_bias": np.exp(0.25 * big(12)).astype(np.float32),
+        "wghm_lag": (0.6 + 0.5 * big(12)).astype(np.float32),
+        "wghm_base": (250.0 + 700.0 / (1.0 + np.exp(-big(14)))).astype(np.float32),
+        # ERA5-like share of storage (soil, snow, canopy: no groundwater or surface water)
+        "era5_share": (0.55 + 0.15 * big(12)).clip(0.2, 0.9).astype(np.float32),
+        "era5_runoff_ratio": (0.25 + 0.08 * big(10)).clip(0.05, 0.6).astype(np.float32),
+        "t2m_mean": (302.0 - 0.55 * np.maximum(abslat - 12.0, 0.0) - 4.0 * big(10)
+                     ).astype(np.float32),
+        "t2m_amp": (1.5 + 0.35 * abslat).astype(np.float32),
+        "theta": (0.22 + 0.05 * big(8)).clip(0.08, 0.35).astype(np.float32),
+    }
+
+
+def _trends(rng: np.random.Generator, lat2: np.ndarray, lon2: np.ndarray, land: np.ndarray
+            ) -> dict[str, np.ndarray]:
+    """Trend fields the model and the reanalysis miss: mm/yr (and mm/yr² for glaciers)."""
+    def inside(lat0: float, lon0: float) -> bool:
+        d = np.abs(lat2 - lat0) + np.abs((lon2 - lon0 + 180) % 360 - 180)
+        return bool(land[np.unravel_index(np.argmin(d), d.shape)] and d.min() < 1.0)
+
+    depletion = np.zeros(land.shape, np.float32)
+    sites = [h for h in KNOWN_HOTSPOTS if inside(h[0], h[1])]
+    cells = np.argwhere(land)
+    for _ in range(max(1, int(land.sum() // 1500))):
+        i, j = cells[rng.integers(0, len(cells))]
+        sites.append((lat2[i, j], lon2[i, j], rng.uniform(0.5, 1.2), -rng.uniform(5, 20)))
+    for lat0, lon0, radius, rate in sites:
+        depletion += rate * fx.gaussian_blob(lat2, lon2, lat0, lon0, radius)
+    glacier = np.zeros(land.shape, np.float32)
+    for lat0, lon0, radius, rate in KNOWN_GLACIERS:
+        if inside(lat0, lon0):
+            glacier += rate * fx.gaussian_blob(lat2, lon2, lat0, lon0, radius)
+    # reservoirs: a single cell filling over 2-4 years from a random start
+    n_res = max(1, int(land.sum() // 1500))
+    picks = cells[rng.integers(0, len(cells), n_res)]
+    reservoirs = np.stack([
+        np.array([i, j, rng.uniform(2003, 2018), rng.uniform(2, 4), rng.uniform(300, 800)])
+        for i, j in picks])
+    return {"depletion": depletion * land, "glacier": glacier * land, "reservoirs": reservoirs}
+
+
+def _years(months: np.ndarray) -> np.ndarray:
+    return 1970.0 + (months.astype("datetime64[M]").astype(int) + 0.5) / 12.0
+
+
+def seasonal(amp: np.ndarray, phase: np.ndarray, months: np.ndarray, harmonic: int = 1
+             ) -> np.ndarray:
+    """``amp · cos(2πh (m + 0.5 − phase)/12)`` for each month (time first)."""
+    m = (months.astype("datetime64[M]").astype(int) % 12 + 0.5).astype(np.float32)
+    arg = (2 * np.pi * harmonic / 12.0) * (m[:, None, None] - phase[None])
+    return amp[None] * np.cos(arg)
+
+
+def index_at(latent: dict[str, np.ndarray], name: str, months: np.ndarray) -> np.ndarray:
+    """Values of an interannual index at ``months``."""
+    pos = (months.astype("datetime64[M]") - WGHM_MONTHS[0]).astype(int)
+    return latent[name][np.clip(pos, 0, latent[name].size - 1)].astype(np.float32)
+
+
+def interannual(latent: dict[str, np.ndarray], months: np.ndarray) -> np.ndarray:
+    i1, i2 = index_at(latent, "index1", months), index_at(latent, "index2", months)
+    return (i1[:, None, None] * latent["pattern1"][None]
+            + i2[:, None, None] * latent["pattern2"][None])
+
+
+def _truth(latent: dict[str, np.ndarray], months: np.ndarray) -> np.ndarray:
+    years = _years(months).astype(np.float32)
+    dt = (years - TREND_ORIGIN)[:, None, None]
+    out = seasonal(latent["amp"], latent["phase"], months)
+    out += seasonal(latent["amp2"], latent["phase2"], months, harmonic=2)
+    out += interannual(latent, months)
+    out += latent["variability"]
+    out += latent["depletion"][None] * dt
+    out += latent["glacier"][None] * (dt + 0.04 * dt**2)
+    for i, j, start, duration, volume in latent["reservoirs"]:
+        fill = np.clip((years - start) / duration, 0.0, 1.0)
+        out[:, int(i), int(j)] += volume * fill
+    return out
+
+
+def _grace(rng: dict, truth: np.ndarray, tiles: np.ndarray, land: np.ndarray, ice: np.ndarray,
+           whole: np.ndarray, grace_months: np.ndarray, lat2: np.ndarray, wrap: bool
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """GRACE-like mascon means with correlated noise and per-mascon 1-σ, on whole tiles."""
+    r = rng["grace"]
+    sel = np.isin(MONTHS, grace_months)
+    years = _years(grace_months).astype(np.float32)
+    # CRI splits mascons at the coast: land, ice-sheet and ocean parts get their own values
+    part_class = np.where(land, 0, np.where(ice, 1, 2))
+    part = tiles.astype(np.int64) * 3 + part_class
+    flat = np.flatnonzero(whole)
+    area = np.broadcast_to(grid.cell_area(lat2[:, :1])[:, :1], tiles.shape).ravel()[flat]
+    parts = build_mascons(part.ravel()[flat], area)
+    ocean = 12.0 * fx.smooth_field(rng["ocean"], (grace_months.size, *tiles.shape), 6.0,
+                                   wrap_lon=wrap)
+    ice_signal = (-80.0 * (years - TREND_ORIGIN))[:, None, None] + seasonal(
+        np.full(tiles.shape, 40.0, np.float32), np.full(tiles.shape, 8.0, np.float32),
+        grace_months)
+    signal = np.where(land[None], np.nan_to_num(truth[sel]), np.where(ice[None], ice_signal,
+                                                                        ocean))
+    means = parts.mean(signal.reshape(grace_months.size, -1)[:, flat].T)  # (parts, months)
+
+    kind = parts.ids % 3
+    base_sigma = np.select([kind == 0, kind == 1], [r.uniform(15, 40, kind.size),
+                                                    r.uniform(40, 80, kind.size)],
+                           r.uniform(8, 15, kind.size))
+    era = np.select([years < 2004, years < 2011, years < 2018.4], [1.4, 1.0, 1.2], 0.9)
+    sigma = base_sigma[:, None] * era[None, :].astype(np.float32)  # (parts, months)
+    field = fx.smooth_field(r, (grace_months.size, *tiles.shape), 6.0, wrap_lon=wrap)
+    z = parts.mean(field.reshape(grace_months.size, -1)[:, flat].T)
+    z /= z.std()
+    values = means + sigma * z
+    baseline = (grace_months >= mo.BASELINE[0]) & (grace_months <= mo.BASELINE[1])
+    values -= values[:, baseline].mean(axis=1, keepdims=True)  # JPL's time_mean_removed
+
+    out = np.full((grace_months.size, tiles.size), np.nan, np.float32)
+    out_sigma = np.full_like(out, np.nan)
+    out[:, flat] = parts.spread(values).T
+    out_sigma[:, flat] = parts.spread(sigma).T
+    return out.reshape(-1, *tiles.shape), out_sigma.reshape(-1, *tiles.shape)
+
+
+# Solutions dated in a neighbouring month, and the first ones, as JPL dates them
+# (first and last day of the data span).
+_SPANS = {
+    "2002-04": ("2002-04-04", "2002-05-01"), "2002-05": ("2002-05-02", "2002-05-19"),
+    "2011-11": ("2011-10-16", "2011-11-13"), "2011-12": ("2011-12-17", "2012-01-16"),
+    "2015-05": ("2015-04-13", "2015-05-12"), "2017-03": ("2017-03-18", "2017-04-14"),
+}
+
+
+def record_times(months: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """JPL-like solution spans and mid-times: the calendar month, except the odd ones."""
+    starts, ends = [], []
+    for m in months.astype("datetime64[M]"):
+        span = _SPANS.get(str(m))
+        if span:
+            starts.append(np.datetime64(span[0], "s"))
+            ends.append(np.datetime64(span[1], "s"))
+        else:
+            starts.append(m.astype("datetime64[s]"))
+            ends.append((m + 1).astype("datetime64[s]"))
+    starts, ends = np.array(starts), np.array(ends)
+    return starts + (ends - starts) // 2, np.stack([starts, ends], axis=1)
