@@ -195,9 +195,9 @@ def _patterns(rng: np.random.Generator, lat2: np.ndarray, lon2: np.ndarray, land
     for (i, j) in np.argwhere(land)[rng.integers(0, max(1, land.sum()), n_wet)]:
         wet += rng.uniform(80, 220) * fx.gaussian_blob(lat2, lon2, lat2[i, j], lon2[i, j],
                                                         rng.uniform(0.4, 0.9))
-    rivers = fx.random_paths(rng, land, max(2, int(land.sum() // 300)), 40)
+    rivers = fx.random_paths(rng, land, max(2, int(land.sum() // 600)), 40)
     from scipy import ndimage  # local: only the patterns need it
-    rivers = ndimage.gaussian_filter(rivers, 0.6) * 180.0
+    rivers = ndimage.gaussian_filter(rivers, 0.6) * 120.0
     # peak month: late summer monsoon north of the equator, March-April south of it
     phase = 2.5 + 6.0 / (1.0 + np.exp(-lat2 / 6.0)) + 0.8 * big(8)
     return {
@@ -213,7 +213,9 @@ def _patterns(rng: np.random.Generator, lat2: np.ndarray, lon2: np.ndarray, land
         # model errors of the WaterGAP-like field
         "wghm_bias": np.exp(0.25 * big(12)).astype(np.float32),
         "wghm_lag": (0.6 + 0.5 * big(12)).astype(np.float32),
-        "wghm_base": (250.0 + 700.0 / (1.0 + np.exp(-big(14)))).astype(np.float32),
+        # absolute storage well above the seasonal swing: soils, groundwater, surface water
+        "wghm_base": (300.0 + 2.5 * (climate + wet + rivers) + 600.0 / (1.0 + np.exp(-big(14)))
+                      ).astype(np.float32),
         # ERA5-like share of storage (soil, snow, canopy: no groundwater or surface water)
         "era5_share": (0.55 + 0.15 * big(12)).clip(0.2, 0.9).astype(np.float32),
         "era5_runoff_ratio": (0.25 + 0.08 * big(10)).clip(0.05, 0.6).astype(np.float32),

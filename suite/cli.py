@@ -1,0 +1,100 @@
+"""The ``twsbench`` command line: parses a few arguments and calls the library.
+
+Bad input ends with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from suite import __version__
+from suite.errors import TwsbenchError
+
+log = logging.getLogger("twsbench")
+
+
+def _world(args: argparse.Namespace, console: Console) -> int:
+    from suite.domains import get_domain
+    from suite.progress import bars
+    from suite.twin import make_world
+
+    domain = get_domain(args.domain, tuple(args.bbox) if args.bbox else None)
+    t0 = time.perf_counter()
+    with bars(console, enabled=not args.quiet) as (stage, progress):
+        world, files, timings = make_world(domain, args.seed, args.out, stage, progress)
+    total = time.perf_counter() - t0
+    table = Table(title=f"twin world: {domain.describe()}, seed {args.seed}", show_header=False)
+    table.add_row("extent", f"lat {world.lat[0] - 0.25:g}..{world.lat[-1] + 0.25:g}, "
+                  f"lon {world.lon[0] - 0.25:g}..{world.lon[-1] + 0.25:g} "
+                  f"({world.lat.size} × {world.lon.size} cells of 0.5°)")
+    table.add_row("land", f"{int(world.land.sum()):,} cells; {world.domain_tiles.size} mascons "
+                  "in the domain")
+    table.add_row("months", f"truth 2002-04..2022-12 (249); GRACE {world.grace_months.size} "
+                  "solutions")
+    for path in files.all():
+        table.add_row(path.name, f"{path.stat().st_size / 2**20:,.1f} MiB")
+    table.add_row("time", f"{total:.1f} s (" + ", ".join(
+        f"{k} {v:.1f} s" for k, v in timings.items()) + ")")
+    console.print(table)
+    return 0
+
+
+def _inspect(args: argparse.Namespace, console: Console) -> int:
+    from suite.inspect import describe, group_inputs
+
+    for kind, paths in group_inputs([Path(p) for p in args.paths]):
+        table = Table(title=f"{kind}: {', '.join(p.name for p in paths)}", show_header=False)
+        for key, value in describe(kind, paths).items():
+            table.add_row(key, value)
+        console.print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="twsbench",
+        description="Benchmark suite for downscaling GRACE/GRACE-FO water storage to 0.5°.")
+    parser.add_argument("--version", action="version", version=f"twsbench {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    world = sub.add_parser("world", help="write the twin world in the real file formats")
+    where = world.add_mutually_exclusive_group()
+    where.add_argument("--domain", help="south-asia (default) or global")
+    where.add_argument("--bbox", nargs=4, type=float, metavar=("S", "N", "W", "E"),
+                       help="a box in degrees; mascons whose land centroid is inside")
+    world.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    world.add_argument("--out", required=True, help="directory for the five files")
+    world.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    world.set_defaults(func=_world)
+
+    inspect = sub.add_parser("inspect", help="read input files (or a directory of them) "
+                             "the way the suite does and summarise them")
+    inspect.add_argument("paths", nargs="+", help="files or directories")
+    inspect.set_defaults(func=_inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``twsbench`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    console = Console(stderr=False)
+    try:
+        return args.func(args, console)
+    except TwsbenchError as err:
+        print(f"twsbench: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
