@@ -146,9 +146,8 @@ def assign_records(
     Raises
     ------
     BookkeepingError
-        When the number of records disagrees with the months between the first and the last
-        record less the missing ones, or an epoch lies too far from its assigned month; the
-        message says what was expected and what was found.
+        When the records disagree with ``months_missing``: a record then lies about a month
+        away from the month it is assigned (the message says what was expected and found).
     """
     epochs = np.asarray(epochs, dtype="datetime64[s]")
     if epochs.size == 0:
@@ -158,20 +157,22 @@ def assign_records(
                                "a repeated or out-of-order time")
     missing = np.asarray(missing, dtype="datetime64[M]")
     first = nearest_month(epochs[:1])[0] if first is None else np.datetime64(first, "M")
-    last = nearest_month(epochs[-1:])[0]
-    calendar = month_range(first, last)
-    present = calendar[~np.isin(calendar, missing)]
-    if present.size != epochs.size:
-        raise BookkeepingError(
-            f"{present.size} records ({calendar.size} months {first}..{last} less "
-            f"{calendar.size - present.size} listed missing)", f"{epochs.size}")
+    # record k is the k-th month from `first` not listed missing; a months_missing that
+    # disagrees with the records shifts every later record by a month, which the distance
+    # check below catches (the last record may be dated in the following month)
+    calendar = month_range(first, first + epochs.size + missing.size)
+    present = calendar[~np.isin(calendar, missing)][: epochs.size]
     offset = np.abs(epochs - mid_month(present)) / np.timedelta64(1, "D")
     worst = int(np.argmax(offset))
     if offset[worst] > tolerance_days:
+        listed = int(np.isin(missing, month_range(first, present[-1])).sum())
         raise BookkeepingError(
-            f"every record within {tolerance_days:g} days of its month's middle",
-            f"record {worst + 1} ({epochs[worst]}) {offset[worst]:.1f} days from "
-            f"{present[worst]}")
+            f"records in order over the months not listed in months_missing, each within "
+            f"{tolerance_days:g} days of its month's middle ({epochs.size} records from "
+            f"{first} with {listed} listed missing end in {present[-1]}, but the last record "
+            f"is dated {epochs[-1].astype('datetime64[D]')})",
+            f"record {worst + 1} dated {epochs[worst].astype('datetime64[D]')}, "
+            f"{offset[worst]:.0f} days from {present[worst]}")
     return present
 
 

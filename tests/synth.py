@@ -53,9 +53,11 @@ def pattern(k: int | np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray
 
 
 def land_of(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """A deterministic land/sea pattern on (lat, lon): sea on every third diagonal."""
-    i, j = np.meshgrid(np.arange(len(lat)), np.arange(len(lon)), indexing="ij")
-    return (i + j) % 3 != 0
+    """A land/sea pattern on (lat, lon) fixed by the coordinates (the same for any subset,
+    and for lon and lon ± 360): sea on every third diagonal of 0.05° steps."""
+    a = np.round(np.asarray(lat, dtype=float) * 20).astype(np.int64)
+    b = np.round(np.asarray(lon, dtype=float) * 20).astype(np.int64)
+    return (a[:, None] + b[None, :]) % 3 != 0
 
 
 def jpl_epochs(months: Iterable[np.datetime64],
@@ -90,13 +92,15 @@ def _bounds(c: np.ndarray) -> np.ndarray:
     return np.stack([c - half, c + half], axis=-1)
 
 
-def _static_fields(lat: np.ndarray, lon: np.ndarray) -> dict[str, np.ndarray]:
+def jpl_static_fields(lat: np.ndarray, lon: np.ndarray) -> dict[str, np.ndarray]:
+    """JPL's static fields on (lat, lon): land_mask, scale_factor (NaN at sea), mascon_ID."""
     land = land_of(lat, lon)
-    i, j = np.meshgrid(np.arange(len(lat)), np.arange(len(lon)), indexing="ij")
+    row = np.floor((np.asarray(lat) + 90) / 1.5)[:, None]
+    col = np.floor((np.asarray(lon) % 360) / 3.0)[None, :]
     return {
         "land_mask": land.astype(float),
         "scale_factor": np.where(land, JPL_SCALE, np.nan),
-        "mascon_ID": (1 + (i // 2) * 1000 + j // 6).astype(float),
+        "mascon_ID": 1 + row * 1000 + col,
     }
 
 
@@ -133,7 +137,7 @@ def write_jpl(
     if values is None:
         values = pattern(np.arange(n), lat, lon)
     values = np.array(values, dtype=float)
-    static_fields = _static_fields(lat, lon)
+    static_fields = jpl_static_fields(lat, lon)
     sigma = 0.5 + (static_fields["mascon_ID"] % 7) * 0.3
     sigma = np.broadcast_to(sigma, values.shape) + 0.01 * np.arange(n)[:, None, None]
     sigma = np.array(sigma)
@@ -199,7 +203,7 @@ def write_jpl_companions(directory: str | Path, lat: Sequence[float],
     directory = Path(directory)
     lat = np.asarray(lat, dtype=float)
     lon = np.asarray(lon, dtype=float)
-    fields = _static_fields(lat, lon)
+    fields = jpl_static_fields(lat, lon)
     out = []
     for name, var in (("LAND_MASK.CRI.nc", "land_mask"),
                       ("CLM4.SCALE_FACTOR.JPL.MSCNv02CRI.nc", "scale_factor")):
@@ -294,14 +298,16 @@ def write_era5_new(
     drop: Iterable[str] = (),
     rename: Mapping[str, str] | None = None,
     units: Mapping[str, str] | None = None,
+    nan_months: Mapping[str, int] | None = None,
     seed: int = 0,
 ) -> tuple[list[Path], dict[str, np.ndarray]]:
     """Write a new-CDS (2024) ERA5 monthly-means download.
 
     Two stream files (avgua: swvl1-4, sd, src, t2m; avgad: tp, e, ro) or, with
     ``one_file``, ``era5_monthly.nc`` holding all; ``drop`` leaves variables out, ``rename``
-    renames them (``{"sd": "sde"}``), ``units`` overrides units. Returns the paths and the
-    values written (float32, file order, keyed by the original short names).
+    renames them (``{"sd": "sde"}``), ``units`` overrides units, ``nan_months`` (variable →
+    month index) blanks a whole month. Returns the paths and the values written (float32,
+    file order, keyed by the original short names).
     """
     directory = Path(directory)
     lat = np.asarray(lat, dtype=float)
@@ -310,6 +316,8 @@ def write_era5_new(
     drop, rename = set(drop), dict(rename or {})
     allvars = [v for names in ERA5_STREAMS.values() for v in names]
     fields = era5_fields(lat, lon, months.size, allvars, seed=seed)
+    for short, k in (nan_months or {}).items():
+        fields[short][k] = np.nan
     units = {**ERA5_UNITS, **(units or {})}
     groups = ({"era5_monthly.nc": tuple(allvars)} if one_file else ERA5_STREAMS)
     paths = []
@@ -363,9 +371,10 @@ def zip_files(path: str | Path, files: Iterable[str | Path]) -> Path:
 
 
 def _pack(data: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """ECMWF-style int16 packing; returns (packed, scale_factor, add_offset)."""
+    """ECMWF-style int16 packing (extremes at ±32766, -32767 left for the fill); returns
+    (packed, scale_factor, add_offset)."""
     lo, hi = float(np.nanmin(data)), float(np.nanmax(data))
-    scale = (hi - lo) / (2**16 - 2) or 1.0
+    scale = (hi - lo) / (2**16 - 4) or 1.0
     offset = (hi + lo) / 2
     packed = np.round((data - offset) / scale)
     return np.where(np.isnan(data), -32767, packed).astype(np.int16), scale, offset
@@ -400,7 +409,7 @@ def write_era5_legacy(
         ds.createDimension("latitude", lat.size)
         if expver:
             ds.createDimension("expver", 2)
-        ds.createDimension("time", months.size)
+        ds.createDimension("time", None)  # grib_to_netcdf writes time UNLIMITED
         v = ds.createVariable("longitude", "f4", ("longitude",))
         v.units, v.long_name = "degrees_east", "longitude"
         v[:] = lon
@@ -412,8 +421,8 @@ def write_era5_legacy(
             v.long_name = "expver"
             v[:] = [1, 5]
         v = ds.createVariable("time", "i4", ("time",))
-        v.units, v.long_name, v.calendar = "hours since 1900-01-01 00:00:00.0", "time", \
-            "gregorian"
+        v.units, v.calendar = "hours since 1900-01-01 00:00:00.0", "gregorian"
+        v.long_name = "time"
         v[:] = hours
         dims = ("time", "expver", "latitude", "longitude") if expver else (
             "time", "latitude", "longitude")
@@ -444,9 +453,11 @@ def write_truth(
     months: Sequence[np.datetime64] | np.ndarray,
     *,
     values: np.ndarray | None = None,
+    variable: str = "twsa",
     units: str = "mm",
 ) -> Path:
-    """Write a truth file: ``twsa`` (time, lat, lon) in mm, time in days since 2002-01-01."""
+    """Write a truth file: ``twsa`` (time, lat, lon) in mm, time mid-month in days since
+    2002-01-01."""
     path = Path(path)
     lat = np.asarray(lat, dtype=float)
     lon = np.asarray(lon, dtype=float)
@@ -466,7 +477,7 @@ def write_truth(
         v = ds.createVariable("lon", "f8", ("lon",))
         v.units = "degrees_east"
         v[:] = lon
-        v = ds.createVariable("twsa", "f8", ("time", "lat", "lon"), fill_value=np.nan)
+        v = ds.createVariable(variable, "f8", ("time", "lat", "lon"), fill_value=np.nan)
         v.units = units
         v[:] = values
     return path

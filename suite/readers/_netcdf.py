@@ -6,7 +6,9 @@ expected and what was found.
 
 from __future__ import annotations
 
+import gc
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -34,11 +36,32 @@ def file_kind(path: Path) -> str:
     with open(path, "rb") as f:
         head = f.read(8)
     if head[:4] in _MAGIC:
+        if _MAGIC[head[:4]] == "netCDF3":
+            _check_netcdf3_complete(path)
         return "netcdf"
     if head[:4] == ZIP_MAGIC:
         return "zip"
     found = "an empty file" if not head else f"content starting {head[:8]!r}"
     raise InputError(path, "-", "a netCDF file (netCDF3 or netCDF4/HDF5)", found)
+
+
+def _check_netcdf3_complete(path: Path) -> None:
+    """netCDF-C reads zeros past the end of a truncated netCDF3 file; scipy's parser maps each
+    variable's extent at open and fails instead."""
+    from scipy.io import netcdf_file
+
+    problem = None
+    with warnings.catch_warnings():  # a failed open leaves mapped arrays for the collector
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            f = netcdf_file(path, "r", mmap=True, maskandscale=False)
+            f.variables.clear()
+            f.close()
+        except (ValueError, TypeError, OSError, IndexError) as err:
+            problem = f"a truncated or corrupt file ({type(err).__name__}: {err})"
+        gc.collect()
+    if problem:
+        raise InputError(path, "-", "a complete netCDF3 file", problem)
 
 
 def open_netcdf(path: Path, chunks: Mapping[str, int] | None = None) -> xr.Dataset:
@@ -171,7 +194,8 @@ def normalise_grid(
     if np.unique(np.round(wrapped, 6)).size != wrapped.size:
         raise InputError(path, "lon", "distinct longitudes after wrapping to [-180, 180)",
                          "duplicates (the grid overlaps itself)")
-    ds = ds.assign_coords(lon=("lon", wrapped, ds["lon"].attrs))
+    ds = ds.assign_coords(lon=("lon", wrapped, ds["lon"].attrs),
+                          lat=("lat", lat, ds["lat"].attrs))
     order_lon = np.argsort(wrapped, kind="stable")
     order_lat = np.argsort(lat, kind="stable")
     if np.any(np.diff(lat[order_lat]) == 0):

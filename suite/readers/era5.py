@@ -78,6 +78,8 @@ def read_era5(
     fields = {name: _convert(da, path, name) for name, (da, path) in found.items()}
     months = _common_months(found)
     fields = {k: v.sel(time=months) for k, v in fields.items()}
+    for name, (_, path) in found.items():
+        nc.check_not_all_missing(fields[name], path, name)
     soil = sum(fields[k] for k in LAYER_M)
     out = xr.Dataset({
         "storage": soil + fields["sd"] + fields["src"],
@@ -90,7 +92,6 @@ def read_era5(
     for name, unit in units.items():
         out[name].attrs = {"units": unit}
     out.attrs["source_files"] = ", ".join(str(p) for p in files)
-    nc.check_not_all_missing(out["storage"], label, "storage")
     return out
 
 
@@ -166,7 +167,7 @@ def _convert(da: xr.DataArray, path: Path, name: str) -> xr.DataArray:
     if name in LAYER_M:
         if units not in _VOLUMETRIC:
             raise InputError(path, name, "units m3 m-3", repr(da.attrs.get("units")))
-        return da * (LAYER_M[name] * 1000.0)
+        return (da * (LAYER_M[name] * 1000.0)).astype(np.float32)
     if name == "t2m":
         if units not in _KELVIN:
             raise InputError(path, name, "units K", repr(da.attrs.get("units")))
@@ -174,11 +175,11 @@ def _convert(da: xr.DataArray, path: Path, name: str) -> xr.DataArray:
     if units not in _METRES_WE:
         raise InputError(path, name, "units m of water equivalent", repr(da.attrs.get("units")))
     if name in STORAGE_VARS:
-        return da * 1000.0
+        return (da * 1000.0).astype(np.float32)
     # monthly means of accumulations are metres per day: × days in month gives the total;
     # ERA5's evaporation is negative upward, the suite's is positive upward
     sign = -1.0 if name == "e" else 1.0
-    return da * (sign * 1000.0) * days
+    return (da * (sign * 1000.0) * days).astype(np.float32)
 
 
 def _common_months(found: Mapping[str, tuple[xr.DataArray, Path]]) -> np.ndarray:

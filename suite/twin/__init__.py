@@ -45,12 +45,12 @@ def make_world(domain: Domain, seed: int, out: str | Path,
         The in-memory world, the written paths and seconds spent per stage.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     files = WorldFiles.in_dir(out)
     timings = {}
     t0 = time.perf_counter()
     world = build_world(domain, seed, progress=stage)
     timings["build"] = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
     for label, write in (
         ("grace", lambda: writers.write_grace(world, files.grace, progress)),
         ("wghm", lambda: writers.write_wghm(world, files.wghm, progress)),

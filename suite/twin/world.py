@@ -18,6 +18,7 @@ import numpy as np
 from suite import grid, landmask
 from suite import months as mo
 from suite.domains import Domain
+from suite.errors import ConfigError
 from suite.mascons import build_mascons, twin_tiling
 from suite.twin import fields as fx
 
@@ -95,7 +96,8 @@ def _extent(domain: Domain, tiles: np.ndarray, land: np.ndarray
     clat, clon = mascons.centroids(lat2.ravel()[flat], lon2.ravel()[flat])
     chosen = mascons.ids[domain.contains(clat, clon)]
     if chosen.size == 0:
-        raise ValueError(f"domain {domain.describe()} holds no land mascon")
+        raise ConfigError(f"domain: expected at least one land mascon in {domain.describe()}, "
+                          "found none")
     if domain.is_global:
         return np.arange(grid.LAT.size), np.arange(grid.LON.size), chosen
     in_tiles = np.isin(tiles, chosen)
