@@ -90,10 +90,27 @@ def _interp_matrix(src: np.ndarray, dst: np.ndarray, period: float | None) -> sp
                          shape=(dst.size, n))
 
 
+def era5_geometry(world: World) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+    """Interpolation from the 0.5° extent to the ERA5 points, and ERA5's sea (cached)."""
+    cached = world.latent.get("_era5_geometry")
+    if cached is not None:
+        return cached
+    lat_e, lon_e = era5_axes(world)
+    wlat = _interp_matrix(world.lat, lat_e, None)
+    if world.is_global:
+        wlon = _interp_matrix(grid.LON, grid.wrap_lon(lon_e), 360.0)
+    else:
+        unwrapped = world.lon[0] + ((world.lon - world.lon[0]) % 360.0)
+        wlon = _interp_matrix(unwrapped, world.lon[0] - 0.25 + ERA5_RES * np.arange(lon_e.size),
+                              None)
+    sea = landmask.land_fraction(lat_e, lon_e, ERA5_RES) < landmask.LAND_THRESHOLD
+    world.latent["_era5_geometry"] = (wlat, wlon, sea)
+    return wlat, wlon, sea
+
+
 def era5_block(world: World, months: np.ndarray) -> dict[str, np.ndarray]:
     """ERA5-like monthly means on the 0.25° points, in ERA5's own units, NaN at sea."""
     lt = world.latent
-    lat_e, lon_e = era5_axes(world)
     share = lt["era5_share"]
 
     def storage(ms: np.ndarray) -> np.ndarray:
@@ -136,16 +153,7 @@ def era5_block(world: World, months: np.ndarray) -> dict[str, np.ndarray]:
     fields = {**theta, "sd": snow / 1000.0, "src": canopy / 1000.0, "t2m": t2m,
               "tp": precip / per_day, "e": -evap / per_day, "ro": runoff / per_day}
 
-    lat_src = world.lat
-    lon_src = world.lon if not world.is_global else grid.LON
-    wlat = _interp_matrix(lat_src, lat_e, None)
-    if world.is_global:
-        wlon = _interp_matrix(lon_src, grid.wrap_lon(lon_e), 360.0)
-    else:
-        unwrapped = world.lon[0] + ((world.lon - world.lon[0]) % 360.0)
-        wlon = _interp_matrix(unwrapped, world.lon[0] - 0.25 + ERA5_RES * np.arange(
-            lon_e.size), None)
-    sea = landmask.land_fraction(lat_e, lon_e, ERA5_RES) < landmask.LAND_THRESHOLD
+    wlat, wlon, sea = era5_geometry(world)
     out = {}
     for name, values in fields.items():
         values = np.broadcast_to(values, s_now.shape)
