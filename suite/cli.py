@@ -58,6 +58,35 @@ def _inspect(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _load_config(path: str | None, scheduler: str | None = None):
+    import dataclasses
+
+    from suite.config import load, parse
+
+    config = load(path) if path else parse({}, "<built-in twin config>")
+    if scheduler:
+        config = dataclasses.replace(
+            config, compute=dataclasses.replace(config.compute, scheduler=scheduler))
+    return config
+
+
+def _prepare(args: argparse.Namespace, console: Console) -> int:
+    from suite.prepare import prepare
+    from suite.progress import bars
+
+    config = _load_config(args.config, args.scheduler)
+    t0 = time.perf_counter()
+    with bars(console, enabled=not args.quiet) as (stage, _):
+        grids, path, cached = prepare(config, use_cache=not args.no_cache, stage=stage)
+    table = Table(title=f"prepared grids ({'from the cache' if cached else 'computed'} in "
+                  f"{time.perf_counter() - t0:.1f} s)", show_header=False)
+    for key, value in grids.summary().items():
+        table.add_row(key, value)
+    table.add_row("cache", str(path))
+    console.print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="twsbench",
@@ -80,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "the way the suite does and summarise them")
     inspect.add_argument("paths", nargs="+", help="files or directories")
     inspect.set_defaults(func=_inspect)
+    prep = sub.add_parser("prepare", help="prepare the identical grids every downscaler sees "
+                          "(cached)")
+    prep.add_argument("config", nargs="?", help="TOML config (default: the built-in twin config)")
+    prep.add_argument("--scheduler", metavar="ADDRESS",
+                      help="send the work to a dask.distributed scheduler")
+    prep.add_argument("--no-cache", action="store_true", help="recompute even when cached")
+    prep.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    prep.set_defaults(func=_prepare)
     return parser
 
 

@@ -33,7 +33,8 @@ _KELVIN = {"k", "kelvin"}
 
 
 def read_era5(
-    paths: str | Path | Sequence[str | Path], *, chunks: Mapping[str, int] | None = None
+    paths: str | Path | Sequence[str | Path], *, chunks: Mapping[str, int] | None = None,
+    check_values: bool = True,
 ) -> xr.Dataset:
     """Read ERA5 (0.25°) or ERA5-Land (0.1°) monthly means.
 
@@ -43,6 +44,9 @@ def read_era5(
         One netCDF file, the two stream files, or a CDS zip holding them.
     chunks
         Dask chunks for a lazy read.
+    check_values
+        Check that no month is entirely missing (a pass over the data; callers that check
+        their own subset turn it off).
 
     Returns
     -------
@@ -78,7 +82,7 @@ def read_era5(
     fields = {name: _convert(da, path, name) for name, (da, path) in found.items()}
     months = _common_months(found)
     fields = {k: v.sel(time=months) for k, v in fields.items()}
-    for name, (_, path) in found.items():
+    for name, (_, path) in found.items() if check_values else ():
         nc.check_not_all_missing(fields[name], path, name)
     soil = sum(fields[k] for k in LAYER_M)
     out = xr.Dataset({

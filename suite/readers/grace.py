@@ -34,6 +34,7 @@ def read_grace(
     companions: Sequence[str | Path] = (),
     *,
     chunks: Mapping[str, int] | None = None,
+    check_values: bool = True,
 ) -> xr.Dataset:
     """Read a JPL mascon file.
 
@@ -48,6 +49,9 @@ def read_grace(
         ``CLM4.SCALE_FACTOR.JPL.MSCNv02CRI.nc``).
     chunks
         Dask chunks for a lazy read (e.g. ``{"time": 12}``).
+    check_values
+        Check that no month is entirely missing (a pass over the data; callers that check
+        their own subset turn it off).
 
     Returns
     -------
@@ -105,7 +109,8 @@ def read_grace(
                             epoch=(time_name, epochs.astype("datetime64[ns]")))
     if time_name != "time":
         out = out.swap_dims({time_name: "time"})
-    nc.check_not_all_missing(out["lwe_thickness"], path, "lwe_thickness")
+    if check_values:
+        nc.check_not_all_missing(out["lwe_thickness"], path, "lwe_thickness")
     out.attrs.update(source_file=str(path), months_missing=mo.format_months_missing(missing))
     return out
 

@@ -37,7 +37,8 @@ def parse_name(path: str | Path) -> dict[str, str] | None:
 
 
 def read_wghm(
-    path: str | Path, variable: str = "tws", *, chunks: Mapping[str, int] | None = None
+    path: str | Path, variable: str = "tws", *, chunks: Mapping[str, int] | None = None,
+    check_values: bool = True,
 ) -> xr.DataArray:
     """Read a WaterGAP storage file.
 
@@ -49,6 +50,9 @@ def read_wghm(
         The storage variable (``tws``, or a compartment such as ``groundwstor``).
     chunks
         Dask chunks for a lazy read.
+    check_values
+        Check that no month is entirely missing (a pass over the data; callers that check
+        their own subset turn it off).
 
     Returns
     -------
@@ -80,5 +84,6 @@ def read_wghm(
     result = out[variable]
     result.attrs = {"units": "mm", "long_name": da.attrs.get("long_name", variable),
                     "source_file": str(path)}
-    nc.check_not_all_missing(result, path, var)
+    if check_values:
+        nc.check_not_all_missing(result, path, var)
     return result

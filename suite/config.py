@@ -1,0 +1,228 @@
+"""Run configuration: TOML into frozen dataclasses, validated once.
+
+Leaving out ``[inputs]`` uses the built-in twin world (generated and cached). Unknown keys
+and values that make no sense raise :class:`suite.errors.ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from suite.domains import Domain, get_domain
+from suite.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Paths of real-format input files; ``None`` everywhere means the twin world."""
+
+    grace: str | None = None
+    wghm: str | None = None
+    era5: tuple[str, ...] = ()
+    truth: str | None = None
+    grace_companions: tuple[str, ...] = ()
+
+    @property
+    def is_twin(self) -> bool:
+        return self.grace is None
+
+
+@dataclass(frozen=True)
+class Twin:
+    """The twin world used when ``[inputs]`` is absent."""
+
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    name: str | None = None
+    bbox: tuple[float, float, float, float] | None = None
+
+    def resolve(self) -> Domain:
+        return get_domain(self.name, self.bbox)
+
+
+@dataclass(frozen=True)
+class Period:
+    """Months of the product and the anomaly baseline (inclusive, ``YYYY-MM``)."""
+
+    start: str = "2002-04"
+    end: str = "2022-12"
+    baseline_start: str = "2004-01"
+    baseline_end: str = "2009-12"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Month split: held-out gap-like blocks and scattered months for test, scattered months
+    for validation, the rest of the months with GRACE for training."""
+
+    seed: int = 0
+    test_blocks: int = 2
+    block_length: int = 11
+    test_scattered: int = 12
+    validation: int = 24
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Where preprocessing runs: ``device`` for the kernels, ``scheduler`` a Dask address
+    (``None``: in-process), ``chunk_months`` the Dask chunk along time."""
+
+    device: str = "auto"
+    scheduler: str | None = None
+    chunk_months: int = 12
+
+
+@dataclass(frozen=True)
+class Models:
+    names: tuple[str, ...] = ("mascon", "bilinear", "pattern_transfer")
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    inputs: Inputs = Inputs()
+    twin: Twin = Twin()
+    domain: DomainConfig = DomainConfig()
+    period: Period = Period()
+    split: Split = Split()
+    compute: Compute = Compute()
+    models: Models = Models()
+    source: str = "<defaults>"
+
+    def grids_key(self) -> dict[str, Any]:
+        """The parts of the config that decide the prepared grids."""
+        return {"inputs": asdict(self.inputs), "twin": asdict(self.twin),
+                "domain": asdict(self.domain), "period": asdict(self.period),
+                "split": asdict(self.split)}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("source")
+        return out
+
+    def digest(self) -> str:
+        """A short hash of the whole config."""
+        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+_SECTIONS = {"inputs": Inputs, "twin": Twin, "domain": DomainConfig, "period": Period,
+             "split": Split, "compute": Compute, "models": Models}
+
+
+def _build(cls, table: dict[str, Any], where: str):
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise ConfigError(f"[{where}]: expected keys among {', '.join(known)}, found "
+                          f"unknown {', '.join(unknown)}")
+    values = {}
+    for name, value in table.items():
+        default = getattr(cls(), name) if name != "params" else {}
+        if isinstance(default, tuple) or (name == "bbox" and value is not None):
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list):
+                raise ConfigError(f"[{where}] {name}: expected a list, found {value!r}")
+            value = tuple(value)
+        elif isinstance(default, bool) or (isinstance(default, int) and name != "params"):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"[{where}] {name}: expected an integer, found {value!r}")
+        values[name] = value
+    return cls(**values)
+
+
+def parse(table: dict[str, Any], source: str = "<dict>", base: Path | None = None) -> Config:
+    """Build and validate a :class:`Config` from a parsed TOML table."""
+    unknown = sorted(set(table) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(f"{source}: expected sections among {', '.join(_SECTIONS)}, found "
+                          f"unknown {', '.join(unknown)}")
+    parts = {}
+    for name, cls in _SECTIONS.items():
+        section = table.get(name, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{source}: [{name}]: expected a table, found {section!r}")
+        parts[name] = _build(cls, section, name)
+    inputs = parts["inputs"]
+    if base is not None:  # relative paths are relative to the config file
+        rel = lambda p: str((base / p).resolve()) if p else p  # noqa: E731
+        inputs = Inputs(grace=rel(inputs.grace), wghm=rel(inputs.wghm),
+                        era5=tuple(rel(p) for p in inputs.era5), truth=rel(inputs.truth),
+                        grace_companions=tuple(rel(p) for p in inputs.grace_companions))
+    parts["inputs"] = inputs
+    config = Config(**parts, source=source)
+    validate(config)
+    return config
+
+
+def load(path: str | Path) -> Config:
+    """Read a TOML config file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: expected a TOML config file, found no such file")
+    try:
+        table = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: expected valid TOML, found {err}") from err
+    return parse(table, str(path), base=path.parent)
+
+
+def validate(config: Config) -> None:
+    """Raise :class:`ConfigError` for a config that makes no sense."""
+    inputs = config.inputs
+    if not inputs.is_twin and (inputs.wghm is None or not inputs.era5):
+        raise ConfigError("[inputs]: expected grace, wghm and era5 together, found "
+                          f"grace={'set' if inputs.grace else 'missing'} "
+                          f"wghm={'set' if inputs.wghm else 'missing'} "
+                          f"era5={'set' if inputs.era5 else 'missing'}")
+    if inputs.is_twin and (inputs.wghm or inputs.era5 or inputs.truth):
+        raise ConfigError("[inputs]: expected grace with wghm and era5 (or no [inputs] for the "
+                          "twin world), found no grace")
+    config.domain.resolve()
+    months = {}
+    for key in ("start", "end", "baseline_start", "baseline_end"):
+        value = getattr(config.period, key)
+        try:
+            months[key] = np.datetime64(value, "M")
+        except ValueError as err:
+            raise ConfigError(f"[period] {key}: expected YYYY-MM, found {value!r}") from err
+    if months["end"] < months["start"]:
+        raise ConfigError(f"[period]: expected start <= end, found {config.period.start} > "
+                          f"{config.period.end}")
+    if months["baseline_end"] < months["baseline_start"]:
+        raise ConfigError("[period]: expected baseline_start <= baseline_end, found "
+                          f"{config.period.baseline_start} > {config.period.baseline_end}")
+    s = config.split
+    for key in ("test_blocks", "test_scattered", "validation"):
+        if getattr(s, key) < 0:
+            raise ConfigError(f"[split] {key}: expected >= 0, found {getattr(s, key)}")
+    if s.block_length < 1:
+        raise ConfigError(f"[split] block_length: expected >= 1, found {s.block_length}")
+    if config.compute.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"[compute] device: expected auto, cpu or cuda, found "
+                          f"{config.compute.device!r}")
+    if config.compute.chunk_months < 1:
+        raise ConfigError(f"[compute] chunk_months: expected >= 1, found "
+                          f"{config.compute.chunk_months}")
+
+
+def as_plain(obj: Any) -> Any:
+    """Dataclasses and tuples to JSON-friendly dicts and lists."""
+    if is_dataclass(obj):
+        return {k: as_plain(v) for k, v in asdict(obj).items()}
+    if isinstance(obj, (list, tuple)):
+        return [as_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: as_plain(v) for k, v in obj.items()}
+    return obj

@@ -1,0 +1,69 @@
+"""Hot array kernels, written once against an array module ``xp`` (NumPy or CuPy).
+
+Arrays put cells (or mascons) on the *last* axis and months on the first, so a month is a
+contiguous row: ``x`` is ``(months, cells)``. Sparse operators are SciPy/CuPy CSR matrices.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+
+
+def apply_A(A, x):
+    """Mascon means: ``(months, cells) -> (months, mascons)`` with ``A`` (mascons × cells)."""
+    return (A @ x.T).T
+
+
+def apply_AT(AT, g):
+    """Adjoint: ``(months, mascons) -> (months, cells)`` with ``AT`` = ``A.T`` in CSR."""
+    return (AT @ g.T).T
+
+
+def spread(cell_mascon, g):
+    """Repeat mascon values over their cells: ``(months, mascons) -> (months, cells)``."""
+    return g[..., cell_mascon]
+
+
+def deviation(A, cell_mascon, x):
+    """Sub-mascon deviation ``D x = x − E A x``: removes each mascon's mean exactly."""
+    return x - spread(cell_mascon, apply_A(A, x))
+
+
+def regrid(w_lat, w_lon, x, xp: ModuleType = np):
+    """Conservative regridding of ``(months, lat, lon)`` by separable overlap weights.
+
+    ``w_lat`` (out_lat × in_lat) and ``w_lon`` (out_lon × in_lon) are sparse overlap weights
+    (area in each direction). Missing input (NaN) is left out of each output cell's weighted
+    mean; an output cell with no valid input is NaN.
+    """
+    valid = xp.isfinite(x)
+    filled = xp.where(valid, x, 0.0).astype(xp.float64)
+    num = _separable(w_lat, w_lon, filled)
+    den = _separable(w_lat, w_lon, valid.astype(xp.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = num / den
+    return xp.where(den > 1e-12, out, xp.nan)
+
+
+def _separable(w_lat, w_lon, x):
+    t, ny, nx = x.shape
+    # latitude: (out_lat, in_lat) @ (in_lat, t·nx)
+    y = w_lat @ x.transpose(1, 0, 2).reshape(ny, t * nx)
+    y = y.reshape(-1, t, nx).transpose(1, 0, 2)  # (t, out_lat, nx)
+    oy = y.shape[1]
+    # longitude: (t·out_lat, in_lon) @ (in_lon, out_lon)
+    z = (w_lon @ y.reshape(t * oy, nx).T).T
+    return z.reshape(t, oy, -1)
+
+
+def anomaly(x, baseline_mask, xp: ModuleType = np):
+    """Subtract the mean over baseline months (``baseline_mask`` over the first axis)."""
+    mean = xp.nanmean(x[baseline_mask], axis=0)
+    return x - mean[None]
+
+
+def standardise(x, mean, std):
+    """``(x − mean) / std`` with statistics broadcast over the last axes."""
+    return (x - mean) / std
