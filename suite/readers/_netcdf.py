@@ -73,11 +73,21 @@ def open_netcdf(path: Path, chunks: Mapping[str, int] | None = None) -> xr.Datas
     if file_kind(path) != "netcdf":
         raise InputError(path, "-", "a netCDF file", "a zip archive")
     try:
-        return xr.open_dataset(path, engine="netcdf4", decode_times=False, chunks=chunks,
-                               decode_timedelta=False)
+        ds = xr.open_dataset(path, engine="netcdf4", decode_times=False,
+                             decode_timedelta=False)
     except Exception as err:  # corrupt or truncated HDF5 raises OSError, RuntimeError, …
         raise InputError(path, "-", "a readable netCDF file",
                          f"{type(err).__name__}: {err}") from err
+    if chunks is not None:
+        # "time" names whichever time dimension the file has (ERA5: valid_time); other
+        # dimensions stay whole so that a chunk is a block of complete months
+        wanted = {dim: -1 for dim in ds.dims}
+        for dim in ("time", "valid_time"):
+            if dim in ds.dims and "time" in chunks:
+                wanted[dim] = chunks["time"]
+        wanted.update({k: v for k, v in chunks.items() if k in ds.dims})
+        ds = ds.chunk(wanted)
+    return ds
 
 
 def find_var(ds: xr.Dataset, path: Path, names: Iterable[str]) -> str:
