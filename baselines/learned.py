@@ -1,0 +1,141 @@
+"""The classical learned recipe: random forest and LightGBM.
+
+1. Predictors (WaterGAP TWSA, ERA5 storage, P, E, R, T2m anomalies; latitude, longitude;
+   month of year; time index) are aggregated to mascons with ``A``.
+2. A regressor is fitted on (mascon, month) pairs of the training months with GRACE's mascon
+   value as the target.
+3. It predicts every 0.5° cell from the cells' own predictors.
+4. On months with GRACE the coarse residual (GRACE − the prediction's mascon means) is
+   interpolated to the cells and added. Months without GRACE keep the predictors-only
+   prediction.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from baselines.interpolation import interpolate
+from suite import kernels
+from suite.downscaler import DOWNSCALERS, Base
+from suite.grids import FIELDS, Grids
+
+PREDICTORS = (*FIELDS, "lat", "lon", "sin_month", "cos_month", "time_index")
+
+
+def _design(grids: Grids, months: np.ndarray, level: str) -> np.ndarray:
+    """Predictor matrix, rows ordered month-major: ``(months × units, predictors)``."""
+    pos = grids.month_index(months)
+    m = grids.mascons
+    dynamic = np.stack([grids.fields[k][pos] for k in FIELDS], axis=1)  # (t, f, cells)
+    if level == "mascon":
+        dynamic = np.stack([kernels.apply_A(m.A, dynamic[:, k]) for k in range(len(FIELDS))],
+                           axis=1)
+        lat, lon = m.centroids(grids.cell_lat, grids.cell_lon)
+    else:
+        lat, lon = grids.cell_lat, grids.cell_lon
+    t, _, n = dynamic.shape
+    moy = months.astype(int) % 12
+    index = (grids.months[0].astype(int), grids.months[-1].astype(int))
+    time_index = (months.astype(int) - index[0]) / max(1, index[1] - index[0])
+    columns = [dynamic[:, k] for k in range(len(FIELDS))] + [
+        np.broadcast_to(lat, (t, n)), np.broadcast_to(lon, (t, n)),
+        np.broadcast_to(np.sin(2 * np.pi * moy / 12)[:, None], (t, n)),
+        np.broadcast_to(np.cos(2 * np.pi * moy / 12)[:, None], (t, n)),
+        np.broadcast_to(time_index[:, None], (t, n)),
+    ]
+    return np.stack([c.reshape(-1) for c in columns], axis=1).astype(np.float32)
+
+
+class Learned(Base):
+    """Shared fit/predict of the tree ensembles; subclasses build the regressor."""
+
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, seed: int = 0, **params: Any):
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            raise TypeError(f"{self.name}: expected parameters among "
+                            f"{', '.join(sorted(self.defaults))}, found {', '.join(unknown)}")
+        self.seed = seed
+        self.params = {**self.defaults, **params}
+        self.model = None
+
+    def regressor(self):
+        raise NotImplementedError
+
+    def _predict_rows(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict(x)
+
+    def fit(self, grids: Grids, months: np.ndarray) -> None:
+        months = np.asarray(months, dtype="datetime64[M]")
+        months = months[grids.has_grace[grids.month_index(months)]]
+        if months.size == 0:
+            raise ValueError(f"{self.name}: expected training months with GRACE, found none")
+        x = _design(grids, months, "mascon")
+        y = grids.grace[grids.month_index(months)].reshape(-1)
+        self.model = self.regressor()
+        self.model.fit(x, y)
+
+    def predict_cells(self, grids: Grids, months: np.ndarray) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError(f"{self.name}: predict called before fit")
+        months = np.asarray(months, dtype="datetime64[M]")
+        out = np.empty((months.size, grids.n_cells))
+        step = max(1, 200_000 // grids.n_cells)  # bounded memory for the design matrix
+        for start in range(0, months.size, step):
+            chunk = months[start:start + step]
+            out[start:start + chunk.size] = self._predict_rows(
+                _design(grids, chunk, "cell")).reshape(chunk.size, grids.n_cells)
+        pos = grids.month_index(months)
+        has = grids.has_grace[pos]
+        if has.any():
+            residual = grids.grace[pos[has]] - kernels.apply_A(grids.mascons.A, out[has])
+            out[has] += interpolate(grids, residual)
+        return out
+
+
+@DOWNSCALERS.register("random_forest")
+class RandomForest(Learned):
+    """scikit-learn random forest on mascon-level predictors, with the residual step."""
+
+    name = "random_forest"
+    defaults: ClassVar[dict[str, Any]] = {"n_estimators": 100, "min_samples_leaf": 3,
+                                          "max_features": 0.5, "max_depth": None,
+                                          "n_jobs": -1}
+
+    def regressor(self):
+        from sklearn.ensemble import RandomForestRegressor
+
+        return RandomForestRegressor(random_state=self.seed, **self.params)
+
+    def _predict_rows(self, x: np.ndarray) -> np.ndarray:
+        # scikit-learn sums the trees in thread-completion order, which changes the last bits
+        # from run to run; summing them in tree order keeps the same seed, same output
+        from joblib import Parallel, delayed
+
+        trees = self.model.estimators_
+        parts = Parallel(n_jobs=self.params["n_jobs"], prefer="threads")(
+            delayed(tree.predict)(x, check_input=False) for tree in trees)
+        total = np.zeros(x.shape[0])
+        for part in parts:
+            total += part
+        return total / len(trees)
+
+
+@DOWNSCALERS.register("lightgbm")
+class LightGBM(Learned):
+    """LightGBM gradient boosting on mascon-level predictors, with the residual step."""
+
+    name = "lightgbm"
+    defaults: ClassVar[dict[str, Any]] = {"n_estimators": 500, "learning_rate": 0.05,
+                                          "num_leaves": 31, "min_child_samples": 20,
+                                          "subsample": 0.8, "subsample_freq": 1,
+                                          "colsample_bytree": 0.9, "n_jobs": 2}
+
+    def regressor(self):
+        import lightgbm
+
+        return lightgbm.LGBMRegressor(random_state=self.seed, deterministic=True,
+                                      force_row_wise=True, verbose=-1, **self.params)
