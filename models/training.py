@@ -1,0 +1,414 @@
+"""Training and tiled inference of the soft-constrained CNN.
+
+Training: Adam on batches of months; early stopping on the validation months' ``L_obs``; a
+checkpoint after every epoch (model, optimiser, dynamic-weight state, history) written
+atomically, and resumed automatically, so a run killed mid-way ends with the same weights as
+an uninterrupted one. Shuffling is seeded per epoch, so resuming replays the same batches.
+Large domains train on tiles of whole mascons; small ones train on the whole domain.
+
+Inference: the whole domain at once when it fits ``infer_pixels``, else overlapping tiles
+with a halo wider than the network's receptive field, blended with linear ramps.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import losses
+from models.network import UNet, receptive_radius
+from suite.backend import torch_device
+from suite.grids import Grids
+
+log = logging.getLogger(__name__)
+
+LOSSES = ("dynamic", "static", "obs_only", "seda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Choices of the network and its training (all exposed in the run config).
+
+    ``lambdas`` are the pattern weights for (WaterGAP, ERA5 storage); ``ema`` the decay of the
+    dynamic weights' average; ``sigma_floor`` (mm) the smallest GRACE σ in ``L_obs``.
+    """
+
+    loss: str = "dynamic"
+    epochs: int = 40
+    patience: int = 6
+    lr: float = 2e-3
+    batch_months: int = 8
+    base_channels: int = 16
+    depth: int = 3
+    lambdas: tuple[float, float] = (1.0, 0.5)
+    ema: float = 0.9
+    sigma_floor: float = 10.0
+    grace_input: bool = False
+    train_tile: int = 128
+    infer_pixels: int = 600_000
+    infer_core: int = 64
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, found {self.loss!r}")
+
+
+@dataclass
+class Region:
+    """Cells of the domain inside a window, with the window's complete mascons."""
+
+    rows: np.ndarray  # domain rows of the window
+    cols: np.ndarray  # domain columns (cyclic on a global domain)
+    cells: np.ndarray  # domain cell indices inside the window
+    pixel: np.ndarray  # flat position of those cells in the window
+    mascons: np.ndarray  # domain mascon indices complete inside the window
+    cell_mascon: np.ndarray  # local mascon index of each cell (-1: mascon incomplete)
+    cell_weight: np.ndarray  # A's weight of each cell
+
+
+def make_region(grids: Grids, rows: np.ndarray, cols: np.ndarray) -> Region:
+    ny, nx = grids.shape
+    r_of = grids.cell_index // nx
+    c_of = grids.cell_index % nx
+    row_pos = np.full(ny, -1)
+    row_pos[rows] = np.arange(rows.size)
+    col_pos = np.full(nx, -1)
+    col_pos[cols] = np.arange(cols.size)
+    inside = (row_pos[r_of] >= 0) & (col_pos[c_of] >= 0)
+    cells = np.flatnonzero(inside)
+    m = grids.mascons
+    total = np.bincount(m.cell_mascon, minlength=m.n_mascons)
+    here = np.bincount(m.cell_mascon[cells], minlength=m.n_mascons)
+    complete = np.flatnonzero((here == total) & (total > 0))
+    local = np.full(m.n_mascons, -1)
+    local[complete] = np.arange(complete.size)
+    cm = local[m.cell_mascon[cells]]
+    weights = np.asarray(m.A[m.cell_mascon[cells], cells]).ravel()
+    keep = cm >= 0
+    return Region(rows=rows, cols=cols, cells=cells[keep],
+                  pixel=(row_pos[r_of[cells[keep]]] * cols.size + col_pos[c_of[cells[keep]]]),
+                  mascons=complete, cell_mascon=cm[keep], cell_weight=weights[keep])
+
+
+@dataclass
+class History:
+    epochs: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    """Fits one network (one seed) on prepared grids and predicts any months."""
+
+    def __init__(self, grids: Grids, config: TrainConfig, seed: int,
+                 checkpoint_dir: str | Path | None = None):
+        self.grids = grids
+        self.config = config
+        self.seed = seed
+        self.device = torch.device(torch_device(config.device))
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        gm = grids.grace[grids.has_grace]
+        self.scale = float(np.nanstd(gm)) if gm.size else 1.0
+        self.scale = self.scale if self.scale > 0 else 1.0
+        torch.manual_seed(seed)
+        self.net = UNet(self.in_channels, config.base_channels, config.depth,
+                        wrap_lon=grids.is_global).to(self.device)
+        self.weights = losses.DynamicWeights(config.lambdas, config.ema)
+        self.history = History()
+        self._bilinear = None
+
+    # ---- inputs ---------------------------------------------------------------------------
+    @property
+    def in_channels(self) -> int:
+        return self.grids.features.shape[1] + 1 + (2 if self.config.grace_input else 0)
+
+    def _grace_cells(self) -> np.ndarray:
+        if self._bilinear is None:
+            from baselines.interpolation import interpolate
+
+            g = np.where(self.grids.has_grace[:, None], self.grids.grace, 0.0)
+            self._bilinear = (interpolate(self.grids, g) / self.scale).astype(np.float32)
+        return self._bilinear
+
+    def inputs(self, pos: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
+        """``(B, C, len(rows), len(cols))`` input images of months ``pos`` in a window."""
+        g = self.grids
+        ny, nx = g.shape
+        channels = [g.features[pos]]
+        channels.append(np.ones((pos.size, 1, g.n_cells), np.float32))  # domain mask
+        if self.config.grace_input:
+            channels.append(self._grace_cells()[pos][:, None])
+            channels.append(np.broadcast_to(g.has_grace[pos][:, None, None].astype(np.float32),
+                                            (pos.size, 1, g.n_cells)))
+        stack = np.concatenate(channels, axis=1)
+        full = np.zeros((pos.size, stack.shape[1], ny * nx), np.float32)
+        full[:, :, g.cell_index] = stack
+        full = full.reshape(pos.size, -1, ny, nx)[:, :, rows][:, :, :, cols]
+        return torch.from_numpy(np.ascontiguousarray(full)).to(self.device)
+
+    def _targets(self, pos: np.ndarray, region: Region) -> dict[str, torch.Tensor]:
+        g = self.grids
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(self.device)  # noqa: E731
+        cells = region.cells
+        return {
+            "g": t(np.nan_to_num(g.grace[pos][:, region.mascons]).astype(np.float32)),
+            "sigma": t(np.nan_to_num(g.grace_sigma[pos][:, region.mascons], nan=1.0)
+                       .astype(np.float32)),
+            "present": t(g.has_grace[pos]),
+            "wghm": t(g.fields["wghm"][pos][:, cells].astype(np.float32)),
+            "era5": t(g.fields["era5_storage"][pos][:, cells].astype(np.float32)),
+            "cell_mascon": t(region.cell_mascon.astype(np.int64)),
+            "cell_weight": t(region.cell_weight.astype(np.float32)),
+            "pixel": t(region.pixel.astype(np.int64)),
+        }
+
+    # ---- loss -----------------------------------------------------------------------------
+    def loss(self, pos: np.ndarray, region: Region, train: bool
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        x = self.inputs(pos, region.rows, region.cols)
+        tg = self._targets(pos, region)
+        out = self.net(x).reshape(pos.size, -1)[:, tg["pixel"]] * self.scale
+        cm, cw, n_m = tg["cell_mascon"], tg["cell_weight"], region.mascons.size
+        l_obs = losses.obs_loss(out, tg["g"], tg["sigma"], tg["present"], cm, cw,
+                                self.config.sigma_floor)
+        parts = {"obs": float(l_obs.detach())}
+        kind = self.config.loss
+        if kind == "seda":
+            total = losses.seda_loss(out, tg["g"], tg["present"], tg["wghm"], cm, cw, self.scale)
+        elif kind == "obs_only":
+            total = l_obs
+        else:
+            total = l_obs
+            rs = []
+            for k, name in enumerate(("wghm", "era5")):
+                l_pat, r = losses.pattern_loss(out, tg[name], cm, cw, n_m)
+                rs.append(float(r.detach().mean()))
+                parts[f"pat_{name}"] = float(l_pat.detach())
+                w = (self.weights.weights[k] if kind == "dynamic"
+                     else self.config.lambdas[k])
+                total = total + w * l_pat
+            if kind == "dynamic" and train:
+                self.weights.update(rs)  # for the next step, from this step's detached r
+        parts["total"] = float(total.detach())
+        return total, parts
+
+    # ---- regions --------------------------------------------------------------------------
+    def train_regions(self) -> list[Region]:
+        g = self.grids
+        ny, nx = g.shape
+        size = self.config.train_tile
+        if ny <= size and nx <= size:
+            return [make_region(g, np.arange(ny), np.arange(nx))]
+        step = size // 2
+        starts_r = list(range(0, max(1, ny - size), step)) + [max(0, ny - size)]
+        if g.is_global:
+            starts_c = list(range(0, nx, step))
+        else:
+            starts_c = list(range(0, max(1, nx - size), step)) + [max(0, nx - size)]
+        regions = []
+        for r0 in sorted(set(starts_r)):
+            for c0 in sorted(set(starts_c)):
+                rows = np.arange(r0, min(ny, r0 + size))
+                cols = np.arange(c0, c0 + size) % nx if g.is_global else np.arange(
+                    c0, min(nx, c0 + size))
+                region = make_region(g, rows, cols)
+                if region.mascons.size:
+                    regions.append(region)
+        return regions
+
+    # ---- training -------------------------------------------------------------------------
+    def _checkpoint_path(self) -> Path | None:
+        return self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
+
+    def _save(self, state: dict) -> None:
+        path = self._checkpoint_path()
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+
+    def fit(self, train: np.ndarray, validation: np.ndarray,
+            on_epoch: Callable[[dict], None] | None = None) -> History:
+        """Train on months ``train``; stop early on ``validation``'s ``L_obs`` (if any)."""
+        cfg = self.config
+        g = self.grids
+        train_pos = g.month_index(train)
+        train_pos = train_pos[g.has_grace[train_pos]]
+        val_pos = g.month_index(validation) if len(validation) else np.array([], int)
+        val_pos = val_pos[g.has_grace[val_pos]]
+        if train_pos.size == 0:
+            raise ValueError("expected training months with GRACE, found none")
+        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        start, best, best_state, stale, done = 0, np.inf, None, 0, False
+        path = self._checkpoint_path()
+        if path is not None and path.exists():
+            state = torch.load(path, map_location=self.device, weights_only=False)
+            if state["config"] != asdict(cfg) or state["seed"] != self.seed:
+                raise ValueError(f"{path}: expected a checkpoint of this model and seed, found "
+                                 "another")
+            self.net.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            self.weights.state = list(state["ema"])
+            self.history.epochs = list(state["history"])
+            start, best, stale, done = (state["epoch"] + 1, state["best"], state["stale"],
+                                        state["done"])
+            best_state = state["best_model"]
+            log.info("resuming %s at epoch %d", path, start)
+        regions = self.train_regions()
+        full = make_region(g, np.arange(g.shape[0]), np.arange(g.shape[1]))
+        for epoch in range(start, cfg.epochs):
+            if done:
+                break
+            rng = np.random.default_rng([self.seed, epoch, 5150])
+            torch.manual_seed(self.seed * 100_003 + epoch)
+            order = rng.permutation(train_pos)
+            self.net.train()
+            totals = []
+            for b in range(0, order.size, cfg.batch_months):
+                batch = np.sort(order[b:b + cfg.batch_months])
+                region = regions[rng.integers(len(regions))] if len(regions) > 1 else regions[0]
+                opt.zero_grad()
+                total, parts = self.loss(batch, region, train=True)
+                total.backward()
+                opt.step()
+                totals.append(parts)
+            record = {"epoch": epoch,
+                      "train_total": float(np.mean([p["total"] for p in totals])),
+                      "train_obs": float(np.mean([p["obs"] for p in totals])),
+                      "weights": self.pattern_weights()}
+            if val_pos.size:
+                record["val_obs"] = self.validation_obs(val_pos, full)
+                if record["val_obs"] < best - 1e-9:
+                    best, stale = record["val_obs"], 0
+                    best_state = copy.deepcopy(self.net.state_dict())
+                else:
+                    stale += 1
+                done = stale >= cfg.patience
+            self.history.epochs.append(record)
+            done = done or epoch == cfg.epochs - 1
+            log.info("epoch %d: %s", epoch, record)
+            self._save({"model": self.net.state_dict(), "optimizer": opt.state_dict(),
+                        "ema": list(self.weights.state), "history": self.history.epochs,
+                        "epoch": epoch, "best": best, "stale": stale, "done": done,
+                        "best_model": best_state, "config": asdict(cfg), "seed": self.seed})
+            if on_epoch:
+                on_epoch(record)
+        if best_state is not None:
+            self.net.load_state_dict(best_state)
+        return self.history
+
+    def pattern_weights(self) -> list[float]:
+        """The pattern terms' current weights (WaterGAP, ERA5 storage); none without them."""
+        if self.config.loss == "dynamic":
+            return list(self.weights.weights)
+        return list(self.config.lambdas) if self.config.loss == "static" else []
+
+    @torch.no_grad()
+    def validation_obs(self, pos: np.ndarray, region: Region) -> float:
+        self.net.eval()
+        vals = []
+        for b in range(0, pos.size, self.config.batch_months):
+            _, parts = self.loss(pos[b:b + self.config.batch_months], region, train=False)
+            vals.append(parts["obs"] * min(self.config.batch_months, pos.size - b))
+        return float(np.sum(vals) / pos.size)
+
+    # ---- inference ------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, months: np.ndarray, tiled: bool | None = None) -> np.ndarray:
+        """``(months, cells)`` predictions in mm."""
+        g = self.grids
+        self.net.eval()
+        pos = g.month_index(months)
+        ny, nx = g.shape
+        if tiled is None:
+            tiled = ny * nx > self.config.infer_pixels
+        out = np.empty((pos.size, g.n_cells), np.float32)
+        step = self.config.batch_months
+        for b in range(0, pos.size, step):
+            p = pos[b:b + step]
+            field = self._tiled(p) if tiled else self._whole(p)
+            out[b:b + p.size] = field.reshape(p.size, -1)[:, g.cell_index] * self.scale
+        return out
+
+    def _whole(self, pos: np.ndarray) -> np.ndarray:
+        g = self.grids
+        x = self.inputs(pos, np.arange(g.shape[0]), np.arange(g.shape[1]))
+        return self.net(x)[:, 0].cpu().numpy()
+
+    def _tiled(self, pos: np.ndarray) -> np.ndarray:
+        """Overlapping tiles: cores blended with linear ramps; each core sees a halo wider
+        than the receptive field, clipped to the (padded) domain as whole inference is."""
+        g = self.grids
+        ny, nx = g.shape
+        m = self.net.multiple
+        core = max(m, (self.config.infer_core // m) * m)
+        overlap = m * 2 if core > 2 * m else 0
+        halo = -(-receptive_radius(self.config.depth) // m) * m
+        canvas_y, canvas_x = -(-ny // m) * m, -(-nx // m) * m
+        acc = np.zeros((pos.size, ny, nx), np.float64)
+        wsum = np.zeros((ny, nx), np.float64)
+        step = core
+        for r0 in range(0, canvas_y, step):
+            for c0 in range(0, canvas_x if not g.is_global else nx, step):
+                r_lo, r_hi = max(0, r0 - overlap // 2), min(canvas_y, r0 + core + overlap // 2)
+                c_lo, c_hi = c0 - overlap // 2, c0 + core + overlap // 2
+                if not g.is_global:
+                    c_lo, c_hi = max(0, c_lo), min(canvas_x, c_hi)
+                t_r0, t_r1 = max(0, r_lo - halo), min(canvas_y, r_hi + halo)
+                rows = np.arange(t_r0, t_r1)
+                if g.is_global:
+                    cols = np.arange(c_lo - halo, c_hi + halo) % nx
+                else:
+                    cols = np.arange(max(0, c_lo - halo), min(canvas_x, c_hi + halo))
+                # the domain's padding is zeros, as in whole-domain inference
+                x = self._inputs_padded(pos, rows, cols, ny, nx)
+                y = self.net(x)[:, 0].cpu().numpy()
+                ry = np.arange(r_lo, r_hi)
+                cx = np.arange(c_lo, c_hi)
+                wy = _ramp(ry, r0, r0 + core, overlap)
+                wx = _ramp(cx, c0, c0 + core, overlap)
+                keep_r = ry < ny
+                keep_c = (cx % nx if g.is_global else cx) < nx
+                ry, wy = ry[keep_r], wy[keep_r]
+                cx, wx = cx[keep_c], wx[keep_c]
+                yy = y[:, ry - t_r0][:, :, _positions(cols, cx % nx if g.is_global else cx)]
+                w2 = wy[:, None] * wx[None, :]
+                cxx = cx % nx if g.is_global else cx
+                acc[:, ry[:, None], cxx[None, :]] += yy * w2
+                wsum[ry[:, None], cxx[None, :]] += w2
+        return (acc / np.where(wsum > 0, wsum, 1.0)).astype(np.float32)
+
+    def _inputs_padded(self, pos, rows, cols, ny, nx) -> torch.Tensor:
+        inside_r = rows < ny
+        inside_c = cols < nx
+        x = self.inputs(pos, rows[inside_r], cols[inside_c])
+        if inside_r.all() and inside_c.all():
+            return x
+        full = torch.zeros(x.shape[0], x.shape[1], rows.size, cols.size, dtype=x.dtype,
+                           device=x.device)
+        full[:, :, : int(inside_r.sum()), : int(inside_c.sum())] = x
+        return full
+
+
+def _ramp(index: np.ndarray, lo: int, hi: int, overlap: int) -> np.ndarray:
+    """Blending weight of positions ``index`` for a core [lo, hi) grown by overlap/2 each side:
+    1 inside, falling linearly to 0 across the overlap."""
+    if overlap == 0:
+        return ((index >= lo) & (index < hi)).astype(float)
+    half = overlap / 2
+    up = np.clip((index - (lo - half) + 0.5) / overlap, 0, 1)
+    down = np.clip(((hi + half) - index - 0.5) / overlap, 0, 1)
+    return np.minimum(up, down)
+
+
+def _positions(cols: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    lookup = {c: k for k, c in enumerate(cols.tolist())}
+    return np.array([lookup[c] for c in wanted.tolist()])
