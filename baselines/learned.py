@@ -52,6 +52,7 @@ class Learned(Base):
     """Shared fit/predict of the tree ensembles; subclasses build the regressor."""
 
     defaults: ClassVar[dict[str, Any]] = {}
+    stochastic: ClassVar[bool] = True
 
     def __init__(self, seed: int = 0, **params: Any):
         unknown = set(params) - set(self.defaults)

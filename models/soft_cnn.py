@@ -46,6 +46,7 @@ class SoftCNN(Base):
     name = "soft_cnn"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
     needs_grace: ClassVar[bool] = False
+    stochastic: ClassVar[bool] = True
     loss: ClassVar[str] = "dynamic"
 
     def __init__(self, seed: int = 0, checkpoint_dir: str | Path | None = None,

@@ -41,8 +41,8 @@ class TrainConfig:
     """
 
     loss: str = "dynamic"
-    epochs: int = 40
-    patience: int = 6
+    epochs: int = 30
+    patience: int = 5
     lr: float = 2e-3
     batch_months: int = 8
     base_channels: int = 16

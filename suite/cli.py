@@ -6,6 +6,7 @@ Bad input ends with one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from suite import __version__
-from suite.errors import TwsbenchError
+from suite.errors import InputError, TwsbenchError
 
 log = logging.getLogger("twsbench")
 
@@ -87,6 +88,49 @@ def _prepare(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace, console: Console) -> int:
+    import pandas as pd
+
+    from suite.progress import bars
+    from suite.report import leaderboard
+    from suite.run import run
+
+    config = _load_config(args.config, args.scheduler)
+    t0 = time.perf_counter()
+    with bars(console, enabled=not args.quiet) as (stage, progress):
+        run_dir, reused = run(config, args.out, force=args.force,
+                              benchmark_json=[Path(p) for p in args.benchmark_json],
+                              stage=stage, progress=progress)
+    meta = json.loads((run_dir / "meta.json").read_text())
+    board = leaderboard(pd.read_csv(run_dir / "scores.csv"), pd.read_csv(run_dir / "timing.csv"),
+                        meta)
+    table = Table(title=f"leaderboard ({meta['config']['ranking']['report_split']} months) — "
+                  f"run {meta['run_id']}" + (" (already there)" if reused else
+                                             f" in {time.perf_counter() - t0:.0f} s"))
+    columns = [c for c in board.columns if not c.endswith("_spread")][:6]
+    table.add_column("model")
+    for c in columns:
+        table.add_column(c, justify="right")
+    for model, row in board.iterrows():
+        table.add_row(model, *(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
+                               for c in columns))
+    console.print(table)
+    console.print(f"report: {run_dir / 'index.html'}")
+    return 0
+
+
+def _report(args: argparse.Namespace, console: Console) -> int:
+    from suite.report import build_report
+
+    run_dir = Path(args.run_dir)
+    for name in ("meta.json", "scores.csv", "timing.csv", "monthly.csv", "grid.nc"):
+        if not (run_dir / name).exists():
+            raise InputError(run_dir / name, "-", "a run folder written by twsbench run",
+                             "no such file")
+    console.print(f"report: {build_report(run_dir)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="twsbench",
@@ -117,6 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--no-cache", action="store_true", help="recompute even when cached")
     prep.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     prep.set_defaults(func=_prepare)
+
+    run = sub.add_parser("run", help="prepare, fit and predict every model, score, report")
+    run.add_argument("config", nargs="?", help="TOML config (default: the built-in twin config)")
+    run.add_argument("--out", default="reports", help="folder of run folders (default reports)")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="send preprocessing to a dask.distributed scheduler")
+    run.add_argument("--force", action="store_true",
+                     help="run again even if this run exists (into a new folder)")
+    run.add_argument("--benchmark-json", action="append", default=[], metavar="FILE",
+                     help="pytest-benchmark JSON to include in the report")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    run.set_defaults(func=_run)
+
+    report = sub.add_parser("report", help="rebuild a run's report from its saved files")
+    report.add_argument("run_dir", help="reports/<run_id>")
+    report.set_defaults(func=_report)
     return parser
 
 

@@ -82,10 +82,41 @@ class Compute:
     chunk_months: int = 12
 
 
+#: Every registered downscaler: the default run compares them all.
+ALL_MODELS = ("mascon", "bilinear", "pattern_transfer", "random_forest", "lightgbm",
+              "soft_cnn", "soft_cnn_static", "soft_cnn_obs_only", "seda_loss")
+
+
 @dataclass(frozen=True)
 class Models:
-    names: tuple[str, ...] = ("mascon", "bilinear", "pattern_transfer")
+    """Which downscalers run, with which seeds, and their parameters
+    (``[models.params.NAME]`` tables)."""
+
+    names: tuple[str, ...] = ALL_MODELS
+    seeds: tuple[int, ...] = (0,)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """How the leaderboard ranks and how the release picks its model.
+
+    ``metric`` ``"auto"`` is ``nse_fine_truth`` when a truth exists (the twin) and
+    ``nse_mascon_grace`` otherwise. The leaderboard reports ``report_split``; the release is
+    chosen on ``choose_split`` (validation), never on test months.
+    """
+
+    metric: str = "auto"
+    region: str = "domain"
+    report_split: str = "test"
+    choose_split: str = "validation"
+
+
+@dataclass(frozen=True)
+class Report:
+    """Months shown as maps (``YYYY-MM``; empty: one test month and one gap month)."""
+
+    map_months: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +128,8 @@ class Config:
     split: Split = Split()
     compute: Compute = Compute()
     models: Models = Models()
+    ranking: Ranking = Ranking()
+    report: Report = Report()
     source: str = "<defaults>"
 
     def grids_key(self) -> dict[str, Any]:
@@ -117,7 +150,8 @@ class Config:
 
 
 _SECTIONS = {"inputs": Inputs, "twin": Twin, "domain": DomainConfig, "period": Period,
-             "split": Split, "compute": Compute, "models": Models}
+             "split": Split, "compute": Compute, "models": Models, "ranking": Ranking,
+             "report": Report}
 
 
 def _build(cls, table: dict[str, Any], where: str):
@@ -128,14 +162,19 @@ def _build(cls, table: dict[str, Any], where: str):
                           f"unknown {', '.join(unknown)}")
     values = {}
     for name, value in table.items():
-        default = getattr(cls(), name) if name != "params" else {}
-        if isinstance(default, tuple) or (name == "bbox" and value is not None):
+        default = getattr(cls(), name)
+        if name == "params":
+            if not isinstance(value, dict) or not all(isinstance(v, dict)
+                                                      for v in value.values()):
+                raise ConfigError(f"[{where}] params: expected tables [models.params.NAME], "
+                                  f"found {value!r}")
+        elif isinstance(default, tuple) or (name == "bbox" and value is not None):
             if isinstance(value, str):
                 value = [value]
             if not isinstance(value, list):
                 raise ConfigError(f"[{where}] {name}: expected a list, found {value!r}")
             value = tuple(value)
-        elif isinstance(default, bool) or (isinstance(default, int) and name != "params"):
+        elif isinstance(default, bool) or isinstance(default, int):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"[{where}] {name}: expected an integer, found {value!r}")
         values[name] = value
@@ -212,9 +251,50 @@ def validate(config: Config) -> None:
     if config.compute.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"[compute] device: expected auto, cpu or cuda, found "
                           f"{config.compute.device!r}")
+    _validate_models(config)
     if config.compute.chunk_months < 1:
         raise ConfigError(f"[compute] chunk_months: expected >= 1, found "
                           f"{config.compute.chunk_months}")
+
+
+def _validate_models(config: Config) -> None:
+    from suite.downscaler import CONSERVE, known_names
+
+    known = known_names()
+    names = config.models.names
+    if not names:
+        raise ConfigError("[models] names: expected at least one model, found none")
+    for name in names:
+        if name.removesuffix(CONSERVE) not in known:
+            raise ConfigError(f"[models] names: expected names among {', '.join(known)} "
+                              f"(optionally with {CONSERVE}), found {name!r}")
+    for name in config.models.params:
+        if name.removesuffix(CONSERVE) not in known:
+            raise ConfigError(f"[models.params.{name}]: expected a known model, found {name!r}")
+    if len(set(names)) != len(names):
+        raise ConfigError("[models] names: expected each model once, found repeats")
+    if not config.models.seeds:
+        raise ConfigError("[models] seeds: expected at least one seed, found none")
+    from suite.scores import SCORES
+
+    valid = {"auto", *(s.name for s in SCORES), "r_submascon_truth"}
+    if config.ranking.metric not in valid:
+        raise ConfigError(f"[ranking] metric: expected auto or a score name (e.g. "
+                          f"nse_fine_truth, nse_mascon_grace), found {config.ranking.metric!r}")
+    from suite.splits import NAMES
+
+    for key in ("report_split", "choose_split"):
+        if getattr(config.ranking, key) not in NAMES:
+            raise ConfigError(f"[ranking] {key}: expected one of {', '.join(NAMES)}, found "
+                              f"{getattr(config.ranking, key)!r}")
+    if config.ranking.choose_split == "test":
+        raise ConfigError("[ranking] choose_split: expected a split other than test (models "
+                          "are chosen on validation, never on test), found 'test'")
+    for month in config.report.map_months:
+        try:
+            np.datetime64(month, "M")
+        except ValueError as err:
+            raise ConfigError(f"[report] map_months: expected YYYY-MM, found {month!r}") from err
 
 
 def as_plain(obj: Any) -> Any:

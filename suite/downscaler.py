@@ -42,6 +42,7 @@ class Base:
     name: ClassVar[str] = "base"
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     needs_grace: ClassVar[bool] = False
+    stochastic: ClassVar[bool] = False  # output depends on the seed (run once per seed)
 
     def __init__(self, seed: int = 0, **params: Any):
         if params:
@@ -93,6 +94,7 @@ class Conserved(Base):
         self.name = inner.name + CONSERVE
         self.devices = inner.devices
         self.needs_grace = inner.needs_grace
+        self.stochastic = inner.stochastic
         self.seed = inner.seed
 
     def fit(self, grids: Grids, months: np.ndarray) -> None:

@@ -1,0 +1,363 @@
+"""The comparison report, built only from a run folder's saved files.
+
+Reads ``scores.csv``, ``monthly.csv``, ``timing.csv``, ``meta.json``, ``grid.nc``,
+``predictions/*.nc`` and ``benchmarks/*.json``; writes ``figures/*.png``, ``index.md`` and a
+self-contained ``index.html`` (figures embedded, no external resources).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from suite.scores import higher_is_better
+
+KEY_SCORES = ("nse_fine_truth", "kge_fine_truth", "rmse_fine_truth", "r_submascon_truth",
+              "nse_mascon_grace", "rmse_mascon_grace", "conservation_residual",
+              "r_submascon_wghm")
+BOOTSTRAP = 2000
+
+
+def ranking_metric(meta: dict) -> str:
+    metric = meta["config"]["ranking"]["metric"]
+    if metric == "auto":
+        return "nse_fine_truth" if meta["has_truth"] else "nse_mascon_grace"
+    return metric
+
+
+def leaderboard(scores: pd.DataFrame, timing: pd.DataFrame, meta: dict,
+                split: str | None = None) -> pd.DataFrame:
+    """Mean and spread over seeds of the key scores on a split, ranked."""
+    rank = ranking_metric(meta)
+    split = split or meta["config"]["ranking"]["report_split"]
+    region = meta["config"]["ranking"]["region"]
+    sel = scores[(scores["split"] == split) & (scores["region"] == region)]
+    grouped = sel.groupby(["model", "metric"])["value"]
+    mean, spread = grouped.mean().unstack(), grouped.std(ddof=0).unstack()
+    out = pd.DataFrame(index=mean.index)
+    for name in dict.fromkeys((rank, *KEY_SCORES)):
+        if name in mean.columns:
+            out[name] = mean[name]
+            out[f"{name}_spread"] = spread[name].fillna(0.0)
+    t = timing.groupby("model")[["fit_seconds", "predict_seconds"]].mean()
+    out["seconds"] = (t["fit_seconds"] + t["predict_seconds"]).reindex(out.index)
+    better = higher_is_better(rank)
+    ascending = better is False
+    out = out.sort_values(rank, ascending=ascending, na_position="last")
+    out.insert(0, "rank", np.arange(1, len(out) + 1))
+    return out
+
+
+def scorecard(scores: pd.DataFrame, monthly: pd.DataFrame, meta: dict) -> pd.DataFrame:
+    """% difference from ``mascon`` on the report split, with a paired bootstrap over months
+    of the monthly mean squared error (fine truth when present, else GRACE)."""
+    split = meta["config"]["ranking"]["report_split"]
+    region = meta["config"]["ranking"]["region"]
+    sel = scores[(scores["split"] == split) & (scores["region"] == region)]
+    means = sel.groupby(["model", "metric"])["value"].mean().unstack()
+    if "mascon" not in means.index:
+        return pd.DataFrame()
+    ref = means.loc["mascon"]
+    metric = "mse_fine_truth" if meta["has_truth"] else "mse_mascon_grace"
+    mon = monthly[(monthly["metric"] == metric) & (monthly["split"] == split)]
+    mon = mon.groupby(["model", "month"])["value"].mean().unstack("model")
+    rng = np.random.default_rng(0)
+    rows = []
+    for model in means.index:
+        row = {"model": model}
+        for name in KEY_SCORES:
+            if name in means.columns and np.isfinite(ref.get(name, np.nan)) and abs(
+                    ref[name]) > 1e-6:
+                row[name] = 100.0 * (means.loc[model, name] - ref[name]) / abs(ref[name])
+        if model in mon.columns and "mascon" in mon.columns and model != "mascon":
+            diff = (mon[model] - mon["mascon"]).dropna().to_numpy()
+            if diff.size >= 3:
+                idx = rng.integers(0, diff.size, (BOOTSTRAP, diff.size))
+                boot = diff[idx].mean(axis=1)
+                lo, hi = np.percentile(boot, [2.5, 97.5])
+                row["mse_change"] = float(diff.mean())
+                row["ci_low"], row["ci_high"] = float(lo), float(hi)
+                row["significant"] = bool(lo > 0 or hi < 0)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
+
+
+# ---- figures -------------------------------------------------------------------------------
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _grid_field(grid: xr.Dataset, cells: np.ndarray) -> np.ndarray:
+    out = np.full(grid.sizes["lat"] * grid.sizes["lon"], np.nan)
+    out[grid["cell_index"].values] = cells
+    return out.reshape(grid.sizes["lat"], grid.sizes["lon"])
+
+
+def _predictions(run: Path) -> dict[str, np.ndarray]:
+    """Seed-mean predictions ``(months, cells)`` by model."""
+    stacks: dict[str, list[np.ndarray]] = {}
+    for path in sorted((run / "predictions").glob("*.nc")):
+        model = path.stem.split("__seed")[0]
+        with xr.open_dataset(path) as ds:
+            stacks.setdefault(model, []).append(ds["twsa"].values)
+    return {k: np.mean(v, axis=0) for k, v in stacks.items()}
+
+
+def _map_months(grid: xr.Dataset, meta: dict) -> list[int]:
+    months = grid["month"].values.astype("datetime64[M]")
+    chosen = meta["config"]["report"]["map_months"]
+    if chosen:
+        return [int(np.searchsorted(months, np.datetime64(m, "M"))) for m in chosen
+                if np.datetime64(m, "M") in months]
+    out = []
+    for split in ("test_block", "gap"):
+        idx = np.flatnonzero(grid[f"split_{split}"].values.astype(bool))
+        if idx.size:
+            out.append(int(idx[idx.size // 2]))
+    return out
+
+
+def figure_maps(run: Path, grid: xr.Dataset, preds: dict, meta: dict, figs: Path) -> list[str]:
+    plt = _plt()
+    names = []
+    months = grid["month"].values.astype("datetime64[M]")
+    cm = grid["cell_mascon"].values
+    extent = [grid.lon.values[0] - 0.25, grid.lon.values[-1] + 0.25,
+              grid.lat.values[0] - 0.25, grid.lat.values[-1] + 0.25]
+    for k in _map_months(grid, meta):
+        panels = []
+        if "truth" in grid:
+            panels.append(("truth", grid["truth"].values[k]))
+        if grid["has_grace"].values[k]:
+            panels.append(("GRACE (mascons)", grid["grace"].values[k][cm]))
+        panels += [(m, v[k]) for m, v in preds.items()]
+        errors = ([(f"{m} − truth", v[k] - grid["truth"].values[k]) for m, v in preds.items()]
+                  if "truth" in grid else [])
+        for suffix, group, cmap in (("", panels, "RdBu"), ("_error", errors, "PuOr")):
+            if not group:
+                continue
+            finite = np.concatenate([np.asarray(v)[np.isfinite(v)] for _, v in group] or [[0]])
+            lim = float(np.percentile(np.abs(finite), 98)) if finite.size else 1.0
+            cols = min(4, len(group))
+            rows = -(-len(group) // cols)
+            fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows),
+                                     squeeze=False)
+            for ax, (title, values) in zip(axes.flat, group, strict=False):
+                im = ax.imshow(_grid_field(grid, values), origin="lower", extent=extent,
+                               cmap=cmap, vmin=-lim, vmax=lim)
+                ax.set_title(title, fontsize=9)
+                ax.tick_params(labelsize=7)
+            for ax in axes.flat[len(group):]:
+                ax.axis("off")
+            fig.colorbar(im, ax=axes, shrink=0.8, label="mm")
+            fig.suptitle(f"TWSA {months[k]}{' error' if suffix else ''}")
+            name = f"map_{months[k]}{suffix}.png"
+            fig.savefig(figs / name, dpi=80)
+            plt.close(fig)
+            names.append(name)
+    return names
+
+
+def figure_series(grid: xr.Dataset, preds: dict, figs: Path) -> list[str]:
+    plt = _plt()
+    months = grid["month"].values.astype("datetime64[M]")
+    years = 1970 + (months.astype(int) + 0.5) / 12
+    ref = grid["truth"].values if "truth" in grid else grid["grace"].values[
+        :, grid["cell_mascon"].values]
+    rows = np.isfinite(ref).all(axis=1)  # months with a reference everywhere
+    yc = years - years[rows].mean()
+    r = ref[rows] - ref[rows].mean(0)
+    slope = (yc[rows] @ r) / (yc[rows] @ yc[rows])
+    detrended = ref - np.outer(yc, slope)
+    amp = np.nanstd(detrended, axis=0)
+    decline = int(np.nanargmin(slope))
+    amp[decline] = -np.inf
+    picks = {"strongest decline": decline, "largest variability": int(np.nanargmax(amp))}
+    fig, axes = plt.subplots(len(picks), 1, figsize=(11, 3.2 * len(picks)), squeeze=False)
+    lat = np.repeat(grid.lat.values, grid.sizes["lon"])[grid["cell_index"].values]
+    lon = np.tile(grid.lon.values, grid.sizes["lat"])[grid["cell_index"].values]
+    for ax, (label, cell) in zip(axes[:, 0], picks.items(), strict=True):
+        if "truth" in grid:
+            ax.plot(years, grid["truth"].values[:, cell], color="k", lw=2, label="truth")
+        g = np.where(grid["has_grace"].values.astype(bool),
+                     grid["grace"].values[:, grid["cell_mascon"].values[cell]], np.nan)
+        ax.plot(years, g, "o", ms=2.5, color="grey", label="GRACE (mascon)")
+        for model, values in preds.items():
+            ax.plot(years, values[:, cell], lw=0.9, label=model)
+        ax.set_title(f"{label}: cell {lat[cell]:.2f}°N {lon[cell]:.2f}°E", fontsize=10)
+        ax.set_ylabel("mm")
+    axes[0, 0].legend(ncol=4, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(figs / "series_hotspots.png", dpi=80)
+    plt.close(fig)
+    return ["series_hotspots.png"]
+
+
+def figure_taylor(grid: xr.Dataset, preds: dict, figs: Path) -> list[str]:
+    plt = _plt()
+    test = grid["split_test"].values.astype(bool)
+    if "truth" in grid:
+        ref = grid["truth"].values[test]
+        label = "fine-scale truth, test months"
+    else:
+        ref = grid["grace"].values[test][:, grid["cell_mascon"].values]
+        label = "GRACE, test months"
+    fig = plt.figure(figsize=(6, 5))
+    ax = fig.add_subplot(projection="polar")
+    ax.set_thetamin(0)
+    ax.set_thetamax(90)
+    for model, values in preds.items():
+        p = values[test]
+        ok = np.isfinite(p) & np.isfinite(ref)
+        if ok.sum() < 3:
+            continue
+        r = np.corrcoef(p[ok], ref[ok])[0, 1]
+        s = p[ok].std() / ref[ok].std()
+        ax.plot(np.arccos(np.clip(r, 0, 1)), s, "o", label=model)
+    ax.plot(0, 1, "k*", ms=12, label="reference")
+    ax.set_xlabel("normalised standard deviation")
+    ax.set_title(f"Taylor diagram ({label})", fontsize=10)
+    ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.45, 1.0))
+    fig.tight_layout()
+    fig.savefig(figs / "taylor.png", dpi=80)
+    plt.close(fig)
+    return ["taylor.png"]
+
+
+def figure_speed(board: pd.DataFrame, rank: str, figs: Path) -> list[str]:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for model, row in board.iterrows():
+        ax.scatter(row["seconds"], row[rank])
+        ax.annotate(model, (row["seconds"], row[rank]), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("fit + predict seconds (mean over seeds)")
+    ax.set_ylabel(rank)
+    ax.set_title("speed against skill")
+    fig.tight_layout()
+    fig.savefig(figs / "speed_skill.png", dpi=80)
+    plt.close(fig)
+    return ["speed_skill.png"]
+
+
+def figure_leaderboard(board: pd.DataFrame, rank: str, figs: Path) -> list[str]:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 0.4 * len(board) + 1))
+    ax.barh(board.index[::-1], board[rank][::-1], xerr=board[f"{rank}_spread"][::-1])
+    ax.set_xlabel(rank)
+    fig.tight_layout()
+    fig.savefig(figs / "leaderboard.png", dpi=80)
+    plt.close(fig)
+    return ["leaderboard.png"]
+
+
+# ---- documents -----------------------------------------------------------------------------
+
+def _benchmarks(run: Path) -> pd.DataFrame:
+    rows = []
+    for path in sorted((run / "benchmarks").glob("*.json")) if (run / "benchmarks").exists() \
+            else []:
+        data = json.loads(path.read_text())
+        for b in data.get("benchmarks", []):
+            rows.append({"benchmark": b["name"], "group": b.get("group") or "",
+                         "median_ms": 1e3 * b["stats"]["median"], "rounds": b["stats"]["rounds"]})
+    return pd.DataFrame(rows)
+
+
+def _fmt(df: pd.DataFrame) -> pd.DataFrame:
+    return df.map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
+
+
+def build_report(run: str | Path) -> Path:
+    """Write ``figures/``, ``index.md`` and ``index.html`` into the run folder."""
+    run = Path(run)
+    meta = json.loads((run / "meta.json").read_text())
+    scores = pd.read_csv(run / "scores.csv")
+    timing = pd.read_csv(run / "timing.csv")
+    monthly = pd.read_csv(run / "monthly.csv")
+    figs = run / "figures"
+    figs.mkdir(exist_ok=True)
+    rank = ranking_metric(meta)
+    board = leaderboard(scores, timing, meta)
+    chosen = leaderboard(scores, timing, meta, split=meta["config"]["ranking"]["choose_split"])
+    card = scorecard(scores, monthly, meta)
+    with xr.open_dataset(run / "grid.nc") as grid:
+        grid = grid.load()
+    preds = _predictions(run)
+    figures = figure_leaderboard(board, rank, figs) + figure_speed(board, rank, figs)
+    figures += figure_taylor(grid, preds, figs) + figure_series(grid, preds, figs)
+    figures += figure_maps(run, grid, preds, meta, figs)
+    bench = _benchmarks(run)
+    timing_table = timing.groupby("model").mean(numeric_only=True).drop(columns="seed")
+
+    sections = [
+        ("Leaderboard", f"Ranked by `{rank}` on the **{meta['config']['ranking']['report_split']}"
+         f"** months (region `{meta['config']['ranking']['region']}`), mean over seeds "
+         f"{meta['seeds']} with the spread (standard deviation) beside it. The release picks its "
+         f"model on the **{meta['config']['ranking']['choose_split']}** months: "
+         f"`{chosen.index[0]}`.", board),
+        ("Scorecard against mascon", "Change from the `mascon` parent product in %; "
+         "`mse_change`: mean change of the monthly mean squared error (mm²) with a 95% paired "
+         f"bootstrap interval over months ({BOOTSTRAP} resamples); `significant` when the "
+         "interval excludes 0.", card),
+        ("Speed", "Wall time and peak resident memory per model (mean over seeds).",
+         timing_table),
+    ]
+    if not bench.empty:
+        sections.append(("Speed benchmarks", "pytest-benchmark medians (tests/bench).", bench))
+    inputs = ("twin world (synthetic)" if meta["config"]["inputs"]["grace"] is None
+              else "real-format files")
+    md = [f"# twsbench run `{meta['run_id']}`", "",
+          f"- domain: {meta['grids'].get('domain')}; {meta['grids'].get('cells')}",
+          f"- months: {meta['grids'].get('months')}; splits: {meta['grids'].get('splits')}",
+          f"- inputs: {inputs}; truth: {'yes' if meta['has_truth'] else 'no'}",
+          f"- versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}",
+          f"- seeds: {meta['seeds']}; stage seconds: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in meta["stage_seconds"].items()), ""]
+    for title, text, table in sections:
+        md += [f"## {title}", "", text, "", _fmt(table.reset_index()).to_markdown(index=False)
+               if not table.empty else "(none)", ""]
+    md += ["## Figures", ""] + [f"![{f}](figures/{f})" for f in figures] + [""]
+    md += ["Full tables: `scores.csv` (long: run_id, model, seed, split, region, metric, value, "
+           "higher_is_better), `timing.csv`, `monthly.csv`.", ""]
+    _write(run / "index.md", "\n".join(md))
+
+    body = [f"<h1>twsbench run <code>{html.escape(meta['run_id'])}</code></h1><ul>"]
+    body += [f"<li>{html.escape(line[2:])}</li>" for line in md[2:7]]
+    body.append("</ul>")
+    for title, text, table in sections:
+        body.append(f"<h2>{html.escape(title)}</h2><p>{html.escape(text)}</p>")
+        body.append(_fmt(table.reset_index()).to_html(index=False, border=0)
+                    if not table.empty else "<p>(none)</p>")
+    body.append("<h2>Figures</h2>")
+    for f in figures:
+        data = base64.b64encode((figs / f).read_bytes()).decode()
+        body.append(f'<figure><img alt="{html.escape(f)}" src="data:image/png;base64,{data}">'
+                    f"<figcaption>{html.escape(f)}</figcaption></figure>")
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;font-size:13px}td,th{padding:3px 8px;"
+             "border-bottom:1px solid #ddd;text-align:right}img{max-width:100%}")
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>twsbench "
+            f"{html.escape(meta['run_id'])}</title><style>{style}</style></head><body>"
+            + "\n".join(body) + "</body></html>")
+    _write(run / "index.html", page)
+    return run / "index.html"
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,156 @@
+"""The long scores table: every score of one prediction, by split and region.
+
+A score's name says what it compares: ``<metric>_mascon_grace`` (mascon means ``A ŷ`` against
+GRACE, mascon-area weights), ``<metric>_fine_truth`` (cells against the twin's truth, cell-area
+weights), ``r_submascon_<source>`` (per-month spatial correlation of sub-mascon deviations
+``D ŷ`` with ``D`` of WaterGAP, ERA5 storage or the truth: reported, never rewarded) and
+``conservation_residual`` (mean ``|A ŷ − g|``, mm). Fine-scale scores exist only when a truth
+is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from suite import kernels
+from suite.grids import Grids
+from suite.metrics import METRICS
+
+COLUMNS = ("run_id", "model", "seed", "split", "region", "metric", "value", "higher_is_better")
+SPLITS = ("train", "validation", "test", "test_block", "gap")
+MONTHLY_COLUMNS = ("model", "seed", "month", "split", "metric", "value")
+
+
+@dataclass(frozen=True)
+class Score:
+    name: str
+    metric: str
+    kind: str  # mascon_grace | fine_truth | submascon | conservation
+
+
+def _scores() -> list[Score]:
+    out = []
+    for metric, label in (("rmse", "rmse"), ("bias", "bias"), ("pearson_r", "r"),
+                          ("nse", "nse"), ("variance_kept", "variance_kept")):
+        out.append(Score(f"{label}_mascon_grace", metric, "mascon_grace"))
+    out.append(Score("conservation_residual", "conservation_residual", "conservation"))
+    out.append(Score("conservation_residual_max", "conservation_residual_max", "conservation"))
+    for metric, label in (("nse", "nse"), ("nse_mean", "nse_mean"), ("kge", "kge"),
+                          ("kge_r", "kge_r"), ("kge_alpha", "kge_alpha"),
+                          ("kge_beta_std", "kge_beta_std"), ("rmse", "rmse"),
+                          ("pearson_r", "r"), ("trend_error", "trend_error"),
+                          ("annual_amplitude_error", "annual_amplitude_error"),
+                          ("annual_phase_error", "annual_phase_error")):
+        out.append(Score(f"{label}_fine_truth", metric, "fine_truth"))
+    out.append(Score("submascon_variance_ratio_truth", "submascon_variance_ratio", "submascon"))
+    return out
+
+
+SCORES = _scores()
+SOURCES = {"wghm": "wghm", "era5": "era5_storage"}
+
+
+def higher_is_better(name: str) -> bool | None:
+    """Direction of a score name in the table."""
+    if name.startswith("r_submascon_"):
+        return True
+    for s in SCORES:
+        if s.name == name:
+            return METRICS.get(s.metric).higher_is_better
+    raise KeyError(name)
+
+
+def regions(grids: Grids) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Region name -> (cell mask, mascon mask): the domain, 15° latitude bands, and mascons
+    below and above the median land area. A region keeps whole mascons (by centroid)."""
+    m = grids.mascons
+    clat, _ = m.centroids(grids.cell_lat, grids.cell_lon)
+    out = {"domain": (np.ones(grids.n_cells, bool), np.ones(m.n_mascons, bool))}
+    for south in range(-90, 90, 15):
+        sel = (clat >= south) & (clat < south + 15)
+        if sel.sum() >= 5 and not sel.all():
+            tag = lambda v: f"{abs(v)}{'S' if v < 0 else 'N'}"  # noqa: E731
+            out[f"lat_{tag(south)}_{tag(south + 15)}"] = (sel[m.cell_mascon], sel)
+    area = m.area()
+    if m.n_mascons >= 10:
+        small = area < np.median(area)
+        out["mascons_small"] = (small[m.cell_mascon], small)
+        out["mascons_large"] = (~small[m.cell_mascon], ~small)
+    return out
+
+
+def score_prediction(grids: Grids, cells: np.ndarray, truth: np.ndarray | None,
+                     model: str, seed: int, run_id: str) -> tuple[list[tuple], list[tuple]]:
+    """Rows of the scores table and of the monthly table for one prediction.
+
+    ``cells`` and ``truth`` are ``(months, cells)`` over all of ``grids.months``.
+    """
+    m = grids.mascons
+    pred_m = kernels.apply_A(m.A, np.nan_to_num(cells, nan=np.nan))
+    rows: list[tuple] = []
+    mascon_area = m.area()
+    for split in SPLITS:
+        months = grids.splits.get(split)
+        if months is None or not months.any():
+            continue
+        for region, (cell_mask, mascon_mask) in regions(grids).items():
+            wc = np.where(cell_mask, grids.cell_area, 0.0)
+            wm = np.where(mascon_mask, mascon_area, 0.0)
+            p, g = pred_m[months], grids.grace[months]
+            c = cells[months]
+            values: dict[str, float] = {}
+            for s in SCORES:
+                metric = METRICS.get(s.metric)
+                if s.kind == "mascon_grace":
+                    values[s.name] = metric(p, g, wm)
+                elif s.kind == "conservation":
+                    values[s.name] = metric(c, g, m.A, wm)
+                elif truth is not None and s.kind == "fine_truth":
+                    t = truth[months]
+                    if s.metric == "trend_error":
+                        values[s.name] = metric(c, t, _years(grids.months[months]), wc)
+                    elif s.metric.startswith("annual_"):
+                        values[s.name] = metric(c, t, grids.months[months], wc)
+                    else:
+                        values[s.name] = metric(c, t, wc)
+                elif truth is not None and s.kind == "submascon":
+                    values[s.name] = metric(c, truth[months], m.A, m.cell_mascon, wc)
+            corr = METRICS.get("mean_spatial_correlation")
+            for label, field in SOURCES.items():
+                values[f"r_submascon_{label}"] = corr(c, grids.fields[field][months], m.A,
+                                                      m.cell_mascon, wc)
+            if truth is not None:
+                values["r_submascon_truth"] = corr(c, truth[months], m.A, m.cell_mascon, wc)
+            for name, value in values.items():
+                rows.append((run_id, model, seed, split, region, name, float(value),
+                             higher_is_better(name)))
+    return rows, monthly_rows(grids, cells, pred_m, truth, model, seed)
+
+
+def monthly_rows(grids: Grids, cells: np.ndarray, pred_m: np.ndarray, truth: np.ndarray | None,
+                 model: str, seed: int) -> list[tuple]:
+    """Per-month errors (area-weighted mean squared error, mm²) for paired bootstraps."""
+    split_of = np.full(grids.months.size, "", dtype=object)
+    for split in ("train", "validation", "test", "gap"):
+        split_of[grids.splits[split]] = split
+    wm = grids.mascons.area()
+    out = []
+    err_m = (pred_m - grids.grace) ** 2
+    mse_m = np.where(grids.has_grace, (err_m * wm).sum(1) / wm.sum(), np.nan)
+    for k, month in enumerate(grids.months.astype(str)):
+        out.append((model, seed, month, split_of[k], "mse_mascon_grace", float(mse_m[k])))
+    if truth is not None:
+        err = (cells - truth) ** 2
+        ok = np.isfinite(err)
+        w = grids.cell_area
+        mse = np.where(ok.any(1), (np.where(ok, err, 0) * w).sum(1) / (ok * w).sum(1).clip(
+            1e-300), np.nan)
+        for k, month in enumerate(grids.months.astype(str)):
+            out.append((model, seed, month, split_of[k], "mse_fine_truth", float(mse[k])))
+    return out
+
+
+def _years(months: np.ndarray) -> np.ndarray:
+    return 1970.0 + (months.astype("datetime64[M]").astype(int) + 0.5) / 12.0

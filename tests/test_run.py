@@ -1,0 +1,161 @@
+"""``twsbench run`` and ``twsbench report`` end to end on tiny configs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from suite import months as mo
+from suite.config import parse
+from suite.run import run
+from suite.scores import COLUMNS
+from tests import synth
+
+MODELS = {"names": ["mascon", "pattern_transfer", "lightgbm", "soft_cnn"],
+          "params": {"lightgbm": {"n_estimators": 40},
+                     "soft_cnn": {"epochs": 3, "base_channels": 8}}}
+TINY = {"domain": {"bbox": [24.0, 31.0, 75.0, 85.0]}, "twin": {"seed": 1}, "models": MODELS}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports")
+    run_dir, reused = run(parse(TINY), out)
+    assert not reused
+    return run_dir
+
+
+def test_run_writes_the_report_folder(tiny_run):
+    for name in ("index.md", "index.html", "scores.csv", "scores.parquet", "timing.csv",
+                 "monthly.csv", "meta.json", "grid.nc"):
+        assert (tiny_run / name).exists(), name
+    figures = {p.name for p in (tiny_run / "figures").glob("*.png")}
+    assert {"leaderboard.png", "taylor.png", "speed_skill.png", "series_hotspots.png"} <= figures
+    assert any(f.startswith("map_") for f in figures)
+    assert not list(tiny_run.parent.glob(".*partial*"))  # nothing half-written left
+
+
+def test_scores_table_is_long_and_named(tiny_run):
+    scores = pd.read_csv(tiny_run / "scores.csv")
+    assert tuple(scores.columns) == COLUMNS
+    assert set(scores["model"]) == set(MODELS["names"])
+    assert {"train", "validation", "test", "gap"} <= set(scores["split"])
+    metrics = set(scores["metric"])
+    for name in ("nse_fine_truth", "rmse_mascon_grace", "r_submascon_wghm",
+                 "conservation_residual", "kge_fine_truth", "trend_error_fine_truth"):
+        assert name in metrics
+    parquet = pd.read_parquet(tiny_run / "scores.parquet")
+    pd.testing.assert_frame_equal(parquet.astype(str), scores.astype(str).replace(
+        "nan", "<NA>"), check_dtype=False)
+    assert set(parquet["higher_is_better"].dropna()) == {True, False}
+    timing = pd.read_csv(tiny_run / "timing.csv")
+    assert {"fit_seconds", "predict_seconds", "cells_months_per_second",
+            "fit_peak_rss_gib", "predict_peak_rss_gib", "device"} <= set(timing.columns)
+
+
+def test_mascon_scores_nse_1_against_grace(tiny_run):
+    scores = pd.read_csv(tiny_run / "scores.csv")
+    sel = scores[(scores["model"] == "mascon") & (scores["metric"] == "nse_mascon_grace")
+                 & (scores["split"] != "gap")]
+    assert len(sel) > 0
+    np.testing.assert_allclose(sel["value"], 1.0, atol=1e-9)
+
+
+def test_html_report_is_self_contained(tiny_run):
+    page = (tiny_run / "index.html").read_text()
+    assert "<img" in page and "data:image/png;base64," in page
+    for pattern in (r'src="http', r"src='http", r'href="http', r"<script[^>]+src=",
+                    r"<link[^>]+href=", r"@import", r"url\("):
+        assert not re.search(pattern, page), pattern
+
+
+def test_report_rebuilds_from_saved_files(tiny_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run, copy)
+    (copy / "index.html").unlink()
+    shutil.rmtree(copy / "figures")
+    result = subprocess.run([sys.executable, "-m", "suite.cli", "report", str(copy)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (copy / "index.html").exists() and (copy / "figures" / "taylor.png").exists()
+    bad = subprocess.run([sys.executable, "-m", "suite.cli", "report", str(tmp_path / "no")],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_same_config_same_scores_and_runs_never_overwrite(tiny_run):
+    again, reused = run(parse(TINY), tiny_run.parent)
+    assert reused and again == tiny_run  # a finished run is left as it is
+    forced, reused = run(parse(TINY), tiny_run.parent, force=True)
+    assert not reused and forced != tiny_run and forced.name.startswith(tiny_run.name)
+    a = pd.read_csv(tiny_run / "scores.csv").drop(columns="run_id")
+    b = pd.read_csv(forced / "scores.csv").drop(columns="run_id")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_meta_records_versions_and_seeds(tiny_run):
+    meta = json.loads((tiny_run / "meta.json").read_text())
+    assert meta["seeds"] == [0]
+    assert {"numpy", "torch", "lightgbm", "twsbench"} <= set(meta["versions"])
+    assert meta["run_id"] == tiny_run.name
+
+
+# ---- real-format files from elsewhere ------------------------------------------------------
+
+def _other_region(tmp_path, with_truth: bool):
+    """Real-format files for central Africa written by the test helpers (not by the twin)."""
+    lat = np.arange(-5.75, 6.0, 0.5)
+    lon360 = np.arange(15.25, 33.0, 0.5)
+    period = mo.month_range("2002-04", "2022-12")
+    present = period[~np.isin(period, mo.MISSING_MONTHS)]
+    t = (present.astype(int) % 12)[:, None, None]
+    season = 12.0 * np.cos(2 * np.pi * (t - 3) / 12 + lat[None, :, None] / 10)  # cm
+    grace = synth.write_jpl(tmp_path / "GRCTellus.JPL.200204_202212.GLO.RL06.3M.MSCNv04CRI.nc",
+                            lat, lon360, present, mo.MISSING_TEXT,
+                            values=np.broadcast_to(season, (present.size, lat.size,
+                                                            lon360.size)).copy())
+    wg_time = np.arange(1212, 1464)  # 2002-01 .. 2022-12 in months since 1901-01
+    tw = (wg_time % 12)[:, None, None]
+    wg = 500 + 100 * np.cos(2 * np.pi * (tw - 3.5) / 12 + lat[::-1][None, :, None] / 10)
+    wghm = synth.write_wghm(tmp_path / "watergap22e_gswp3-era5_tws_histsoc_monthly_1901_2022.nc",
+                            lat[::-1], lon360 - 0.0, wg_time,
+                            values=np.broadcast_to(wg, (wg_time.size, lat.size,
+                                                        lon360.size)).copy())
+    e_lat = np.arange(6.0, -6.01, -0.25)
+    e_lon = np.arange(15.0, 33.01, 0.25)  # an `area` request: -180..180 longitudes
+    (tmp_path / "era5").mkdir()
+    era5, _ = synth.write_era5_new(tmp_path / "era5", e_lat, e_lon,
+                                   mo.month_range("2002-01", "2022-12"), one_file=True)
+    table = {"inputs": {"grace": str(grace), "wghm": str(wghm),
+                        "era5": [str(p) for p in (era5 if isinstance(era5, list) else [era5])]},
+             "domain": {"bbox": [-6.0, 6.0, 15.0, 33.0]},
+             "models": {"names": ["mascon", "pattern_transfer", "bilinear"]}}
+    if with_truth:
+        months = mo.month_range("2002-04", "2022-12")
+        tm = (months.astype(int) % 12)[:, None, None]
+        truth = 120 * np.cos(2 * np.pi * (tm - 3) / 12 + lat[None, :, None] / 10) + np.broadcast_to(
+            lon360[None, None, :] - 24.0, (months.size, lat.size, lon360.size))
+        table["inputs"]["truth"] = str(synth.write_truth(tmp_path / "truth.nc", lat, lon360 - 360
+                                                         * (lon360 > 180), months,
+                                                         values=truth))
+    return parse(table)
+
+
+@pytest.mark.parametrize("with_truth", [False, True])
+def test_run_on_real_format_files_from_another_region(tmp_path, with_truth):
+    config = _other_region(tmp_path, with_truth)
+    run_dir, _ = run(config, tmp_path / "reports")
+    scores = pd.read_csv(run_dir / "scores.csv")
+    metrics = set(scores["metric"])
+    assert "nse_mascon_grace" in metrics
+    assert ("nse_fine_truth" in metrics) == with_truth
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["has_truth"] == with_truth
+    assert "real-format" in (run_dir / "index.md").read_text()
