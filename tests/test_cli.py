@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ def test_readme_shows_examples():
 
 
 def test_readme_examples_run(tmp_path):
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
     for example in readme_examples():
         args = shlex.split(example)[1:]
         result = run_cli(*args, cwd=tmp_path)
