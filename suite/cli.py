@@ -131,6 +131,28 @@ def _report(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _release(args: argparse.Namespace, console: Console) -> int:
+    from suite.progress import bars
+    from suite.release import release
+
+    with bars(console, enabled=not args.quiet) as (stage, _):
+        path = release(args.run_dir, args.out, force=args.force, stage=stage)
+    console.print(f"product: {path}\nchecksum: {path.name}.sha256")
+    return 0
+
+
+def _validate(args: argparse.Namespace, console: Console) -> int:
+    from suite.release import validate
+
+    problems = validate(args.file)
+    for problem in problems:
+        console.print(f"FAIL {problem}")
+    if problems:
+        return 1
+    console.print(f"OK {args.file}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="twsbench",
@@ -177,6 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild a run's report from its saved files")
     report.add_argument("run_dir", help="reports/<run_id>")
     report.set_defaults(func=_report)
+
+    rel = sub.add_parser("release", help="refit a run's best model and write its product")
+    rel.add_argument("run_dir", help="reports/<run_id>")
+    rel.add_argument("--out", help="product file (default: in the run folder)")
+    rel.add_argument("--force", action="store_true", help="overwrite an existing product")
+    rel.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    rel.set_defaults(func=_release)
+
+    val = sub.add_parser("validate", help="check a released product")
+    val.add_argument("file")
+    val.set_defaults(func=_validate)
     return parser
 
 

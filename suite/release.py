@@ -1,0 +1,342 @@
+"""``twsbench release`` and ``twsbench validate``: the best model's monthly 0.5° product.
+
+The release picks the best model of a run by the run's ranking metric on its *choice* split
+(validation, never test), among the models that predict every month (the product covers the
+GRACE gap months too). It refits that model on every month with GRACE — for a seeded model,
+once per seed of the run — predicts every month of 2002-04..2022-12 and writes one CF-1.8 /
+ACDD-1.3 NetCDF4 file, atomically, with a SHA-256 sidecar.
+
+``twsa_uncertainty`` is the spread (standard deviation) of the seed ensemble combined in
+quadrature with GRACE's 1-σ of the cell's mascon (the mean σ of the mascon in months without
+GRACE): the model's spread alone would be zero for a single seed, and GRACE's own error bounds
+what any downscaling of it can know.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pandas as pd
+
+from suite import __version__, grid
+from suite import months as mo
+from suite.config import parse
+from suite.downscaler import make
+from suite.errors import ConfigError, InputError
+from suite.prepare import prepare
+from suite.report import ranking_metric
+from suite.scores import higher_is_better
+
+log = logging.getLogger(__name__)
+
+FILL = np.float32(np.nan)
+REFERENCES = (
+    "Uz, M., Atman, K. G., Akyilmaz, O., Shum, C. K. (2026), J. Hydrol., "
+    "doi:10.1016/j.jhydrol.2026.135015; "
+    "Wiese et al. (2022), JPL GRACE and GRACE-FO Mascon RL06.3M CRI v4.0, "
+    "doi:10.5067/TEMSC-3JC634; "
+    "Mueller Schmied et al. (2024), WaterGAP v2.2e, doi:10.5194/gmd-17-8817-2024; "
+    "Hersbach et al. (2023), ERA5 monthly single levels, doi:10.24381/cds.f17050d7")
+
+
+def choose_model(run_dir: Path) -> tuple[str, dict]:
+    """The best model of a run that predicts every month, by the run's ranking on its choice
+    split (mean over seeds)."""
+    meta = json.loads((run_dir / "meta.json").read_text())
+    scores = pd.read_csv(run_dir / "scores.csv")
+    metric = ranking_metric(meta)
+    ranking = meta["config"]["ranking"]
+    sel = scores[(scores["split"] == ranking["choose_split"]) & (scores["metric"] == metric)
+                 & (scores["region"] == ranking["region"])]
+    means = sel.groupby("model")["value"].mean().dropna()
+    full = [m for m in means.index if not make(m).needs_grace]
+    if not full:
+        raise ConfigError(f"{run_dir}: expected a model that predicts every month, found only "
+                          f"models that need GRACE ({', '.join(means.index)})")
+    means = means[full].sort_values(ascending=higher_is_better(metric) is False)
+    return str(means.index[0]), {"metric": metric, "split": ranking["choose_split"],
+                                 "value": float(means.iloc[0])}
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def release(run_dir: str | Path, out: str | Path | None = None, *, force: bool = False,
+            stage=None) -> Path:
+    """Write the product of a run's best model (see the module docstring)."""
+    stage = stage or (lambda label: log.info("release: %s", label))
+    run_dir = Path(run_dir)
+    if not (run_dir / "meta.json").exists():
+        raise InputError(run_dir / "meta.json", "-", "a run folder written by twsbench run",
+                         "no such file")
+    meta = json.loads((run_dir / "meta.json").read_text())
+    config = parse({k: v for k, v in meta["config"].items() if k != "source"},
+                   str(run_dir / "meta.json"))
+    name, choice = choose_model(run_dir)
+    out = Path(out) if out else run_dir / f"twsbench_{meta['run_id']}_{name}_200204_202212.nc"
+    if out.exists() and not force:
+        raise InputError(out, "-", "no product at the target (or --force)", "an existing file")
+    stage(f"best model on {choice['split']}: {name} ({choice['metric']} {choice['value']:.4f})")
+    grids, _, _ = prepare(config, stage=stage)
+    with_grace = grids.months[grids.has_grace]
+    params = config.models.params.get(name.removesuffix("+conserve"), {})
+    probe = make(name, seed=0, params=params)
+    seeds = list(config.models.seeds) if probe.stochastic else [config.models.seeds[0]]
+    members = []
+    for seed in seeds:
+        stage(f"refitting {name} (seed {seed}) on the {with_grace.size} months with GRACE")
+        model = make(name, seed=seed, params=params)
+        # every month with GRACE trains: no validation months are left (no early stopping)
+        model.fit(grids, with_grace)
+        members.append(model.predict_cells(grids, grids.months))
+    stack = np.stack(members)
+    mean = stack.mean(axis=0)
+    spread = stack.std(axis=0, ddof=1) if len(members) > 1 else np.zeros_like(mean)
+    sigma = grids.grace_sigma[:, grids.cell_mascon]
+    sigma = np.where(np.isfinite(sigma), sigma, np.nanmean(grids.grace_sigma, axis=0)[
+        grids.cell_mascon])
+    uncertainty = np.sqrt(spread**2 + sigma**2)
+    residual = np.abs(grids.mascons.mean(mean[grids.has_grace].T).T - grids.grace[grids.has_grace])
+    headline = _headline(run_dir, meta, name)
+    stage(f"writing {out}")
+    write_product(out, grids, mean, uncertainty, meta, name, choice, headline, seeds,
+                  conservation=(float(np.mean(residual)), float(np.max(residual))))
+    return out
+
+
+def _headline(run_dir: Path, meta: dict, name: str) -> dict[str, float]:
+    scores = pd.read_csv(run_dir / "scores.csv")
+    sel = scores[(scores["model"] == name) & (scores["region"] == "domain")
+                 & scores["split"].isin(["test", "gap"])]
+    keep = ("nse_fine_truth", "kge_fine_truth", "rmse_fine_truth", "nse_mascon_grace",
+            "rmse_mascon_grace", "conservation_residual")
+    table = sel[sel["metric"].isin(keep)].groupby(["split", "metric"])["value"].mean()
+    return {f"{m}_{s}": round(float(v), 6) for (s, m), v in table.items() if np.isfinite(v)}
+
+
+def write_product(path: Path, grids, twsa: np.ndarray, uncertainty: np.ndarray, meta: dict,
+                  model: str, choice: dict, headline: dict, seeds: list[int],
+                  conservation: tuple[float, float]) -> None:
+    """The CF-1.8 / ACDD-1.3 NetCDF4 file, written to a temporary name and renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    synthetic = meta["config"]["inputs"]["grace"] is None
+    months = grids.months
+    epoch = np.datetime64("2002-01-01", "D")
+    starts = (months.astype("datetime64[D]") - epoch).astype(float)
+    ends = ((months + 1).astype("datetime64[D]") - epoch).astype(float)
+    try:
+        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
+            ds.createDimension("time", months.size)
+            ds.createDimension("lat", grids.lat.size)
+            ds.createDimension("lon", grids.lon.size)
+            ds.createDimension("nv", 2)
+            t = ds.createVariable("time", "f8", ("time",))
+            t.setncatts({"standard_name": "time", "long_name": "time", "axis": "T",
+                         "units": "days since 2002-01-01 00:00:00", "calendar": "standard",
+                         "bounds": "time_bounds"})
+            t[:] = (starts + ends) / 2
+            tb = ds.createVariable("time_bounds", "f8", ("time", "nv"))
+            tb[:] = np.stack([starts, ends], axis=1)
+            for name, values, std, units, axis in (
+                    ("lat", grids.lat, "latitude", "degrees_north", "Y"),
+                    ("lon", grids.lon, "longitude", "degrees_east", "X")):
+                v = ds.createVariable(name, "f8", (name,))
+                v.setncatts({"standard_name": std, "long_name": std, "units": units,
+                             "axis": axis, "bounds": f"{name}_bnds"})
+                v[:] = values
+                ds.createVariable(f"{name}_bnds", "f8", (name, "nv"))[:] = grid.bounds(values)
+            chunks = (1, grids.lat.size, grids.lon.size)
+            v = ds.createVariable("twsa", "f4", ("time", "lat", "lon"), zlib=True, complevel=4,
+                                  shuffle=True, chunksizes=chunks, fill_value=FILL)
+            # CF's land_water_amount ("terrestrial water storage") is in kg m-2, which for
+            # water is numerically mm of water equivalent
+            v.setncatts({"long_name": "terrestrial water storage anomaly",
+                         "standard_name": "land_water_amount", "units": "kg m-2",
+                         "coverage_content_type": "modelResult",
+                         "comment": "anomaly against 2004-01..2009-12 (2004.000 to 2009.999) in "
+                                    "mm of water equivalent (1 kg m-2 = 1 mm); land only "
+                                    "(Greenland and Antarctica excluded)",
+                         "ancillary_variables": "twsa_uncertainty grace_available",
+                         "cell_methods": "time: mean area: mean",
+                         "valid_min": np.float32(-1e4), "valid_max": np.float32(1e4)})
+            v[:] = grids.to_grid(twsa).astype(np.float32)
+            u = ds.createVariable("twsa_uncertainty", "f4", ("time", "lat", "lon"), zlib=True,
+                                  complevel=4, shuffle=True, chunksizes=chunks, fill_value=FILL)
+            u.setncatts({"long_name": "1-sigma uncertainty of twsa",
+                         "standard_name": "land_water_amount standard_error",
+                         "units": "kg m-2", "coverage_content_type": "qualityInformation",
+                         "comment": "standard deviation across the seed ensemble combined in "
+                                    "quadrature with GRACE's 1-sigma of the cell's mascon (its "
+                                    "mean sigma in months without GRACE)",
+                         "valid_min": np.float32(0.0), "valid_max": np.float32(1e4)})
+            u[:] = grids.to_grid(uncertainty).astype(np.float32)
+            f = ds.createVariable("grace_available", "i1", ("time",))
+            f.setncatts({"long_name": "a GRACE/GRACE-FO solution exists for the month",
+                         "coverage_content_type": "auxiliaryInformation",
+                         "flag_values": np.array([0, 1], dtype="i1"),
+                         "flag_meanings": "no_grace_solution grace_solution",
+                         "valid_range": np.array([0, 1], dtype="i1")})
+            f[:] = grids.has_grace.astype("i1")
+            ds.setncatts(_global_attrs(grids, meta, model, choice, headline, seeds,
+                                       conservation, synthetic))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    side = path.with_name(path.name + ".sha256")
+    side_tmp = side.with_name(f".{side.name}.tmp")
+    side_tmp.write_text(f"{sha256(path)}  {path.name}\n")
+    os.replace(side_tmp, side)
+
+
+def _global_attrs(grids, meta, model, choice, headline, seeds, conservation, synthetic):
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    kind = "SYNTHETIC twin-world " if synthetic else ""
+    title = (f"{kind}downscaled GRACE/GRACE-FO terrestrial water storage anomalies, 0.5 degree, "
+             f"monthly 2002-04 to 2022-12 ({model})")
+    warning = "SYNTHETIC: made from the twsbench twin world, not from observations. "
+    summary = (f"{warning if synthetic else ''}"
+               f"Monthly terrestrial water storage anomalies on a 0.5 degree land grid, "
+               f"downscaled from JPL GRACE/GRACE-FO RL06.3Mv04 CRI mascons by the '{model}' "
+               f"model of twsbench run {meta['run_id']}, chosen on {choice['split']} months by "
+               f"{choice['metric']}. Months without a GRACE solution (grace_available = 0) "
+               f"are predicted from WaterGAP 2.2e and ERA5 inputs alone.")
+    return {
+        "Conventions": "CF-1.8, ACDD-1.3",
+        "title": title, "summary": summary,
+        "keywords": "GRACE, GRACE-FO, terrestrial water storage, downscaling, hydrology, "
+                    "mascons",
+        "keywords_vocabulary": "free text",
+        "id": f"twsbench-{meta['run_id']}-{model}",
+        "naming_authority": "org.twsbench",
+        "product_version": __version__,
+        "twsbench_version": __version__,
+        "creator_name": "twsbench", "creator_type": "group",
+        "creator_email": "twsbench@users.noreply.github.com",
+        "creator_url": "https://github.com/twsbench/twsbench",
+        "publisher_name": "twsbench", "publisher_type": "group",
+        "publisher_email": "twsbench@users.noreply.github.com",
+        "publisher_url": "https://github.com/twsbench/twsbench",
+        "institution": "twsbench",
+        "source": ("twin world (synthetic)" if synthetic else
+                   "JPL GRACE/GRACE-FO RL06.3Mv04 CRI mascons; WaterGAP 2.2e; ERA5"),
+        "license": "CC-BY-4.0 (https://creativecommons.org/licenses/by/4.0/)",
+        "references": REFERENCES,
+        "project": "twsbench",
+        "processing_level": "L4",
+        "date_created": now, "date_modified": now, "date_issued": now,
+        "history": f"{now}: written by twsbench {__version__} release of run {meta['run_id']}",
+        "time_coverage_start": str(mo.mid_month(grids.months[:1])[0]) + "Z",
+        "time_coverage_end": str(mo.mid_month(grids.months[-1:])[0]) + "Z",
+        "time_coverage_resolution": "P1M",
+        "time_mean_removed": "2004.000 to 2009.999",
+        "geospatial_lat_min": float(grids.lat[0]), "geospatial_lat_max": float(grids.lat[-1]),
+        "geospatial_lon_min": float(grids.lon[0]), "geospatial_lon_max": float(grids.lon[-1]),
+        "geospatial_bounds": (f"POLYGON(({grids.lat[0]} {grids.lon[0]}, {grids.lat[0]} "
+                              f"{grids.lon[-1]}, {grids.lat[-1]} {grids.lon[-1]}, "
+                              f"{grids.lat[-1]} {grids.lon[0]}, {grids.lat[0]} {grids.lon[0]}))"),
+        "geospatial_bounds_crs": "EPSG:4326",
+        "acknowledgement": "GRACE and GRACE-FO are joint missions of NASA and DLR/GFZ; ERA5 "
+                           "is from the Copernicus Climate Change Service; WaterGAP 2.2e from "
+                           "Goethe University Frankfurt.",
+        "geospatial_lat_units": "degrees_north", "geospatial_lon_units": "degrees_east",
+        "geospatial_lat_resolution": "0.5 degree", "geospatial_lon_resolution": "0.5 degree",
+        "model": model, "ensemble_seeds": json.dumps(seeds),
+        "run_id": meta["run_id"],
+        "run_config": json.dumps(meta["config"], default=str),
+        "model_choice": json.dumps(choice),
+        "headline_scores": json.dumps(headline),
+        "conservation_residual_mean_mm": conservation[0],
+        "conservation_residual_max_mm": conservation[1],
+        "comment": ("Mascon means of twsa on months with GRACE agree with GRACE within "
+                    f"conservation_residual_max_mm = {conservation[1]:.4g} mm."),
+    }
+
+
+# ---- validate ------------------------------------------------------------------------------
+
+def validate(path: str | Path) -> list[str]:
+    """Check a product; return the failures (empty when it passes)."""
+    path = Path(path)
+    problems: list[str] = []
+    if not path.exists():
+        return [f"{path}: no such file"]
+    side = path.with_name(path.name + ".sha256")
+    if not side.exists():
+        problems.append(f"{side.name}: missing checksum sidecar")
+    elif side.read_text().split()[0] != sha256(path):
+        problems.append(f"{side.name}: checksum does not match the file")
+    try:
+        ds = netCDF4.Dataset(path)
+    except OSError as err:
+        return problems + [f"{path}: not a readable netCDF file ({err})"]
+    with ds:
+        for name in ("twsa", "twsa_uncertainty", "grace_available", "time", "time_bounds",
+                     "lat", "lon", "lat_bnds", "lon_bnds"):
+            if name not in ds.variables:
+                problems.append(f"variable {name}: missing")
+        for attr in ("Conventions", "title", "summary", "keywords", "license", "references",
+                     "history", "twsbench_version", "run_config", "headline_scores",
+                     "time_mean_removed", "conservation_residual_max_mm", "creator_name"):
+            if attr not in ds.ncattrs():
+                problems.append(f"global attribute {attr}: missing")
+        if problems:
+            return problems
+        if "CF-1.8" not in ds.Conventions or "ACDD-1.3" not in ds.Conventions:
+            problems.append(f"Conventions: expected CF-1.8 and ACDD-1.3, found {ds.Conventions}")
+        if "CC-BY-4.0" not in ds.license:
+            problems.append(f"license: expected CC-BY-4.0, found {ds.license}")
+        n = ds.dimensions["time"].size
+        if n != 249:
+            problems.append(f"time: expected 249 months 2002-04..2022-12, found {n}")
+        times = netCDF4.num2date(ds["time"][:], ds["time"].units, ds["time"].calendar,
+                                 only_use_cftime_datetimes=False,
+                                 only_use_python_datetimes=True)
+        months = np.array([np.datetime64(f"{t.year:04d}-{t.month:02d}", "M") for t in times])
+        expected = mo.month_range("2002-04", "2022-12")
+        if months.size != expected.size or not np.array_equal(months, expected):
+            problems.append("time: expected one value in each month of 2002-04..2022-12")
+        lat, lon = ds["lat"][:], ds["lon"][:]
+        if not (np.all(np.diff(lat) > 0) and np.all(np.diff(lon) > 0)):
+            problems.append("lat/lon: expected ascending coordinates")
+        if getattr(ds["twsa"], "units", "") not in ("kg m-2", "mm"):
+            problems.append("twsa: expected units kg m-2 (= mm of water), found "
+                            f"{getattr(ds['twsa'], 'units', 'none')!r}")
+        if ds["twsa"].dtype != np.float32:
+            problems.append(f"twsa: expected float32, found {ds['twsa'].dtype}")
+        flag = ds["grace_available"][:]
+        missing = ~np.isin(expected, mo.MISSING_MONTHS)
+        if flag.size == expected.size and not np.array_equal(flag.astype(bool), missing):
+            problems.append("grace_available: expected 0 exactly in the 33 months without "
+                            "a GRACE solution")
+        first = np.ma.filled(ds["twsa"][0], np.nan)
+        land = np.isfinite(first)
+        if not land.any():
+            problems.append("twsa: no values")
+        for k in range(n):
+            values = np.ma.filled(ds["twsa"][k], np.nan)
+            sigma = np.ma.filled(ds["twsa_uncertainty"][k], np.nan)
+            if not np.array_equal(np.isfinite(values), land):
+                problems.append(f"twsa: month {k}: expected values on exactly the land cells")
+                break
+            if np.nanmax(np.abs(values)) > 1e4:
+                problems.append(f"twsa: month {k}: values beyond ±10 m")
+                break
+            if not np.array_equal(np.isfinite(sigma), land) or np.nanmin(sigma) < 0:
+                problems.append(f"twsa_uncertainty: month {k}: expected non-negative values "
+                                "on the land cells")
+                break
+    return problems

@@ -1,0 +1,144 @@
+"""``twsbench release`` and ``twsbench validate`` on a tiny run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+
+from suite.config import parse
+from suite.prepare import prepare
+from suite.release import release, validate
+from suite.run import run
+
+TINY = {"domain": {"bbox": [24.0, 31.0, 75.0, 85.0]}, "twin": {"seed": 1},
+        "models": {"names": ["mascon", "pattern_transfer", "lightgbm"], "seeds": [0, 1],
+                   "params": {"lightgbm": {"n_estimators": 40}}}}
+
+
+@pytest.fixture(scope="module")
+def product(tmp_path_factory):
+    out = tmp_path_factory.mktemp("release")
+    run_dir, _ = run(parse(TINY), out / "reports")
+    path = release(run_dir, out / "product.nc")
+    return run_dir, path
+
+
+def test_release_passes_validate(product):
+    _, path = product
+    assert validate(path) == []
+    assert (path.parent / (path.name + ".sha256")).exists()
+
+
+def test_release_picks_a_model_that_covers_every_month(product):
+    _, path = product
+    with netCDF4.Dataset(path) as ds:
+        assert ds.model == "lightgbm"  # mascon and pattern_transfer need GRACE
+        choice = json.loads(ds.model_choice)
+        assert choice["split"] == "validation"
+        assert json.loads(ds.ensemble_seeds) == [0, 1]
+        assert "SYNTHETIC" in ds.title and "SYNTHETIC" in ds.summary
+        assert "CC-BY-4.0" in ds.license and "10.5067/TEMSC-3JC634" in ds.references
+        assert json.loads(ds.run_config)["domain"]["bbox"] == [24.0, 31.0, 75.0, 85.0]
+        assert json.loads(ds.headline_scores)
+
+
+def test_product_values_flags_and_conservation(product):
+    run_dir, path = product
+    grids, _, _ = prepare(parse(TINY))
+    ds = xr.open_dataset(path)
+    assert ds.sizes["time"] == 249
+    twsa = ds["twsa"].values
+    assert twsa.dtype == np.float32
+    cells = grids.from_grid(twsa)
+    assert np.isfinite(cells).all()  # every month, every land cell
+    assert np.isnan(twsa[:, ~grids.land]).all()
+    np.testing.assert_array_equal(ds["grace_available"].values.astype(bool), grids.has_grace)
+    assert (ds["twsa_uncertainty"].values[:, grids.land] > 0).all()
+    residual = np.abs(grids.mascons.mean(cells[grids.has_grace].T.astype(float)).T
+                      - grids.grace[grids.has_grace])
+    stated = float(ds.attrs["conservation_residual_max_mm"])
+    assert residual.max() <= stated + 1e-3  # float32 storage
+    ds.close()
+
+
+def test_validate_finds_problems(product, tmp_path):
+    _, path = product
+    broken = tmp_path / "broken.nc"
+    broken.write_bytes(path.read_bytes())
+    (tmp_path / "broken.nc.sha256").write_text("0" * 64 + "  broken.nc\n")
+    with netCDF4.Dataset(broken, "a") as ds:
+        ds.delncattr("license")
+    problems = validate(broken)
+    assert any("checksum" in p for p in problems)
+    assert any("license" in p for p in problems)
+    result = subprocess.run([sys.executable, "-m", "suite.cli", "validate", str(broken)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "FAIL" in result.stdout
+
+
+def test_existing_product_is_not_overwritten(product):
+    run_dir, path = product
+    before = path.read_bytes()
+    result = subprocess.run([sys.executable, "-m", "suite.cli", "release", str(run_dir),
+                             "--out", str(path), "-q"], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 2 and "existing" in result.stderr
+    assert path.read_bytes() == before
+
+
+def test_compliance_checker_cf_and_acdd(product, tmp_path):
+    pytest.importorskip("compliance_checker")
+    _, path = product
+    report = tmp_path / "cc.json"
+    import shutil
+
+    cli = shutil.which("compliance-checker") or str(
+        __import__("pathlib").Path(sys.executable).parent / "compliance-checker")
+    subprocess.run([cli, "--test", "cf:1.8",
+                    "--test", "acdd:1.3", "-f", "json", "-o", str(report), str(path)],
+                   capture_output=True, text=True, timeout=300)
+    results = json.loads(report.read_text())
+    assert set(results) == {"cf:1.8", "acdd:1.3"}
+    for name, checker in results.items():
+        assert checker["high_priorities"]  # the checks ran
+        high = checker.get("high_priorities", [])
+        failing = [r for r in high if r.get("value", [1, 1])[0] < r.get("value", [1, 1])[1]]
+        assert not failing, f"{name}: {[(r['name'], r.get('msgs')) for r in failing]}"
+
+
+_KILLED = textwrap.dedent("""
+    import os, sys, time
+    import suite.release as rel
+    real = os.replace
+    def slow(src, dst):
+        if str(dst).endswith(".nc"):
+            print("renaming", flush=True)
+            time.sleep(60)
+        real(src, dst)
+    rel.os.replace = slow
+    rel.release(sys.argv[1], sys.argv[2])
+""")
+
+
+def test_killed_release_leaves_no_product(product, tmp_path):
+    import signal
+
+    run_dir, _ = product
+    target = tmp_path / "killed.nc"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED, str(run_dir), str(target)],
+                            stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("renaming"):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not target.exists()
+    assert not (tmp_path / "killed.nc.sha256").exists()
