@@ -119,6 +119,7 @@ class Trainer:
         torch.manual_seed(seed)
         self.net = UNet(self.in_channels, config.base_channels, config.depth,
                         wrap_lon=grids.is_global).to(self.device)
+        self.net = self.net.to(memory_format=torch.channels_last)
         self.weights = losses.DynamicWeights(config.lambdas, config.ema)
         self.history = History()
         self._bilinear = None
@@ -149,8 +150,14 @@ class Trainer:
         stack = np.concatenate(channels, axis=1)
         full = np.zeros((pos.size, stack.shape[1], ny * nx), np.float32)
         full[:, :, g.cell_index] = stack
-        full = full.reshape(pos.size, -1, ny, nx)[:, :, rows][:, :, :, cols]
-        return torch.from_numpy(np.ascontiguousarray(full)).to(self.device)
+        full = full.reshape(pos.size, -1, ny, nx)
+        if rows.size != ny or np.any(rows != np.arange(ny)):
+            full = full[:, :, rows]
+        if cols.size != nx or np.any(cols != np.arange(nx)):
+            full = full[:, :, :, cols]
+        x = torch.from_numpy(np.ascontiguousarray(full)).to(self.device)
+        # channels-last runs the convolutions about 1.5× faster on CPUs (oneDNN)
+        return x.contiguous(memory_format=torch.channels_last)
 
     def _targets(self, pos: np.ndarray, region: Region) -> dict[str, torch.Tensor]:
         g = self.grids
@@ -331,7 +338,8 @@ class Trainer:
         if tiled is None:
             tiled = ny * nx > self.config.infer_pixels
         out = np.empty((pos.size, g.n_cells), np.float32)
-        step = self.config.batch_months
+        # a few months per pass on large grids: smaller activations stay in cache
+        step = max(1, min(self.config.batch_months, 400_000 // (ny * nx)))
         for b in range(0, pos.size, step):
             p = pos[b:b + step]
             field = self._tiled(p) if tiled else self._whole(p)
