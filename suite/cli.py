@@ -107,10 +107,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     table = Table(title=f"leaderboard ({meta['config']['ranking']['report_split']} months) — "
                   f"run {meta['run_id']}" + (" (already there)" if reused else
                                              f" in {time.perf_counter() - t0:.0f} s"))
-    columns = [c for c in board.columns if not c.endswith("_spread")][:6]
-    table.add_column("model")
+    columns = [c for c in board.columns if not c.endswith("_spread")][:5]
+    table.add_column("model", no_wrap=True)
     for c in columns:
-        table.add_column(c, justify="right")
+        table.add_column(c.replace("_", " "), justify="right", overflow="fold")
     for model, row in board.iterrows():
         table.add_row(model, *(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
                                for c in columns))

@@ -59,3 +59,19 @@ def regular_spacing(c: np.ndarray) -> float | None:
     if np.allclose(step, step[0], rtol=0, atol=1e-6 * max(1.0, abs(step[0]))):
         return float(abs(step[0]))
     return None
+
+
+def cyclic_columns(used: np.ndarray) -> np.ndarray:
+    """The shortest run of columns (cyclic in longitude) covering every used column: the
+    complement of the widest run of unused ones. Indices in order, possibly wrapping."""
+    used = np.asarray(used, dtype=bool)
+    if used.all() or not used.any():
+        return np.arange(used.size)
+    free = ~used
+    best_len, best_end, run = 0, 0, 0
+    for k in range(2 * free.size):
+        run = run + 1 if free[k % free.size] else 0
+        if best_len < run <= free.size:
+            best_len, best_end = run, k % free.size
+    start = (best_end + 1) % free.size
+    return (start + np.arange(free.size - best_len)) % free.size

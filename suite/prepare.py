@@ -207,19 +207,7 @@ def _domain_cells(g: xr.Dataset, domain: Domain, path: Path
 def _box(mask: np.ndarray) -> tuple[slice, np.ndarray]:
     """Rows (a slice) and columns (indices, cyclic) covering the True cells."""
     rows = np.flatnonzero(mask.any(axis=1))
-    used = mask.any(axis=0)
-    if used.all():
-        cols = np.arange(used.size)
-    else:
-        free = ~used
-        best_len, best_end, run = 0, 0, 0
-        for k in range(2 * free.size):
-            run = run + 1 if free[k % free.size] else 0
-            if best_len < run <= free.size:
-                best_len, best_end = run, k % free.size
-        start = (best_end + 1) % free.size
-        cols = (start + np.arange(free.size - best_len)) % free.size
-    return slice(rows[0], rows[-1] + 1), cols
+    return slice(rows[0], rows[-1] + 1), grid.cyclic_columns(mask.any(axis=0))
 
 
 def _to_numpy(arrays: dict[str, object]) -> dict[str, np.ndarray]:

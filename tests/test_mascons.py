@@ -101,3 +101,13 @@ def test_twin_tiling_on_a_subset_matches_the_global_one():
     lat, lon = grid.LAT[100:130], grid.LON[[5, 400, 719]]
     np.testing.assert_array_equal(twin_tiling(lat, lon), full[100:130][:, [5, 400, 719]])
     np.testing.assert_array_equal(twin_tiling(lat, lon + 360.0), full[100:130][:, [5, 400, 719]])
+
+
+def test_cyclic_columns_take_the_short_way_round():
+    used = np.zeros(10, bool)
+    used[[0, 1, 8, 9]] = True  # across the antimeridian
+    np.testing.assert_array_equal(grid.cyclic_columns(used), [8, 9, 0, 1])
+    used = np.zeros(10, bool)
+    used[[3, 5]] = True
+    np.testing.assert_array_equal(grid.cyclic_columns(used), [3, 4, 5])
+    np.testing.assert_array_equal(grid.cyclic_columns(np.ones(4, bool)), [0, 1, 2, 3])

@@ -102,18 +102,7 @@ def _extent(domain: Domain, tiles: np.ndarray, land: np.ndarray
         return np.arange(grid.LAT.size), np.arange(grid.LON.size), chosen
     in_tiles = np.isin(tiles, chosen)
     rows = np.flatnonzero(in_tiles.any(axis=1))
-    used = in_tiles.any(axis=0)
-    if used.all():
-        return rows, np.arange(grid.LON.size), chosen
-    # the complement of the widest cyclic run of unused columns
-    free = ~used
-    best_len, best_end, run = 0, 0, 0
-    for k in range(2 * free.size):
-        run = run + 1 if free[k % free.size] else 0
-        if best_len < run <= free.size:
-            best_len, best_end = run, k % free.size
-    start = (best_end + 1) % free.size
-    return rows, (start + np.arange(free.size - best_len)) % free.size, chosen
+    return rows, grid.cyclic_columns(in_tiles.any(axis=0)), chosen
 
 
 def build_world(domain: Domain, seed: int = 0,
