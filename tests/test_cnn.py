@@ -174,14 +174,18 @@ def test_soft_cnn_beats_mascon_on_fine_scale_truth(tiny):
     assert _nse_fine(grids, truth, cells, test) > _nse_fine(grids, truth, mascon, test)
 
 
-@pytest.mark.parametrize("name", ["soft_cnn_static", "soft_cnn_obs_only", "seda_loss",
-                                  "soft_cnn+conserve"])
-def test_variants_train_and_predict(tiny, name):
+@pytest.mark.parametrize("name, extra", [
+    ("soft_cnn_static", {}), ("soft_cnn_obs_only", {}), ("seda_loss", {}),
+    ("soft_cnn+conserve", {}), ("soft_cnn", {"grace_input": True}),
+])
+def test_variants_train_and_predict(tiny, name, extra):
     grids, _ = tiny
-    model = make(name, params={**FAST, "epochs": 2})
+    model = make(name, params={**FAST, "epochs": 2, **extra})
     model.fit(grids, grids.split_months("train"))
     out = grids.from_grid(model.predict(grids, grids.months).values)
     assert np.isfinite(out).all()
+    if extra.get("grace_input"):  # bilinear GRACE and its availability flag as channels
+        assert model.trainer.in_channels == grids.features.shape[1] + 3
     if name.endswith("+conserve"):
         has = grids.has_grace
         residual = np.abs(grids.mascons.mean(out[has].T).T - grids.grace[has]).max()
