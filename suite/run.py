@@ -99,6 +99,18 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _remove_stale(out_root: Path, rid: str) -> None:
+    """Remove working folders of this run left by processes that were killed."""
+    for path in out_root.glob(f".{rid}.partial-*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        try:
+            os.kill(int(pid), 0)  # still running: leave it alone
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
 def run(config: Config, out_root: str | Path = "reports", *, force: bool = False,
         benchmark_json: list[Path] | None = None, stage: Stage | None = None,
         progress: Progress | None = None) -> tuple[Path, bool]:
@@ -119,6 +131,7 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
     if final.exists():
         rid = f"{rid}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
         final = out_root / rid
+    _remove_stale(out_root, rid)
     work = out_root / f".{rid}.partial-{os.getpid()}"
     if work.exists():
         shutil.rmtree(work)
