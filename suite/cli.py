@@ -153,6 +153,15 @@ def _validate(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _fetch(args: argparse.Namespace, console: Console) -> int:
+    from suite.fetch import fetch, redact
+
+    result = fetch(args.source, Path(args.out), args.first, args.last,
+                   tuple(args.bbox) if args.bbox else None, dry_run=args.dry_run)
+    console.print_json(redact(json.dumps(result)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="twsbench",
@@ -210,6 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a released product")
     val.add_argument("file")
     val.set_defaults(func=_validate)
+
+    fet = sub.add_parser("fetch", help="download the real inputs (needs accounts and a network)")
+    fet.add_argument("source", choices=("grace", "era5", "wghm"))
+    fet.add_argument("--out", required=True, help="download directory")
+    fet.add_argument("--first", type=int, default=2002, help="first year (default 2002)")
+    fet.add_argument("--last", type=int, default=2022, help="last year (default 2022)")
+    fet.add_argument("--bbox", nargs=4, type=float, metavar=("S", "N", "W", "E"),
+                     help="ERA5 area (default: the globe)")
+    fet.add_argument("--dry-run", action="store_true", help="print the requests only")
+    fet.set_defaults(func=_fetch)
     return parser
 
 
@@ -222,7 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args, console)
     except TwsbenchError as err:
-        print(f"twsbench: error: {' '.join(str(err).split())}", file=sys.stderr)
+        from suite.fetch import redact
+
+        print(f"twsbench: error: {redact(' '.join(str(err).split()))}", file=sys.stderr)
         return 2
 
 
