@@ -91,11 +91,12 @@ def score_prediction(grids: Grids, cells: np.ndarray, truth: np.ndarray | None,
     pred_m = kernels.apply_A(m.A, np.nan_to_num(cells, nan=np.nan))
     rows: list[tuple] = []
     mascon_area = m.area()
+    region_masks = regions(grids)
     for split in SPLITS:
         months = grids.splits.get(split)
         if months is None or not months.any():
             continue
-        for region, (cell_mask, mascon_mask) in regions(grids).items():
+        for region, (cell_mask, mascon_mask) in region_masks.items():
             wc = np.where(cell_mask, grids.cell_area, 0.0)
             wm = np.where(mascon_mask, mascon_area, 0.0)
             p, g = pred_m[months], grids.grace[months]
