@@ -62,16 +62,16 @@ def get_domain(name: str | None = None, bbox: tuple[float, float, float, float] 
     if bbox is not None:
         south, north, west, east = (float(v) for v in bbox)
         if not (-90 <= south < north <= 90):
-            raise ConfigError(f"bbox: expected -90 <= south < north <= 90, found south={south:g}"
-                              f" north={north:g}")
+            raise ConfigError(f"[domain] bbox: expected -90 <= south < north <= 90, found "
+                              f"south={south:g} north={north:g}")
         if not (-180 <= west <= 360 and -180 <= east <= 360) or west == east:
-            raise ConfigError(f"bbox: expected distinct west and east in -180..360, found "
+            raise ConfigError(f"[domain] bbox: expected distinct west and east in -180..360, found "
                               f"west={west:g} east={east:g}")
         wrap = lambda v: (v + 180.0) % 360.0 - 180.0 if v != 180.0 else 180.0  # noqa: E731
         return Domain(name=name or f"bbox_{south:g}_{north:g}_{west:g}_{east:g}",
                       bbox=(south, north, wrap(west), wrap(east)))
     name = name or DEFAULT
     if name not in NAMED:
-        raise ConfigError(f"domain: expected one of {', '.join(sorted(NAMED))} or a bbox, "
+        raise ConfigError(f"[domain] name: expected one of {', '.join(sorted(NAMED))} or a bbox, "
                           f"found {name!r}")
     return Domain(name=name, bbox=NAMED[name])

@@ -199,7 +199,7 @@ def _domain_cells(g: xr.Dataset, domain: Domain, path: Path
             edge[:, [0, -1]] = True
         chosen = chosen[~np.isin(chosen, np.unique(ids[edge]))]
     if chosen.size == 0:
-        raise ConfigError(f"domain: expected land mascons of {domain.describe()} in "
+        raise ConfigError(f"[domain]: expected land mascons of {domain.describe()} in "
                           f"{path.name}, found none")
     return land & np.isin(ids, chosen), chosen
 

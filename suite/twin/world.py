@@ -96,7 +96,7 @@ def _extent(domain: Domain, tiles: np.ndarray, land: np.ndarray
     clat, clon = mascons.centroids(lat2.ravel()[flat], lon2.ravel()[flat])
     chosen = mascons.ids[domain.contains(clat, clon)]
     if chosen.size == 0:
-        raise ConfigError(f"domain: expected at least one land mascon in {domain.describe()}, "
+        raise ConfigError(f"[domain]: expected at least one land mascon in {domain.describe()}, "
                           "found none")
     if domain.is_global:
         return np.arange(grid.LAT.size), np.arange(grid.LON.size), chosen
