@@ -30,8 +30,6 @@ MONTHS = 249  # 2002-04 .. 2022-12
 #: Months of the regridding comparison: 249 global 0.25° months are ~1 GB of float32 input and
 #: ~8 GB of temporaries in our kernel, so both sides get the same 60 months.
 REGRID_MONTHS = 60
-#: Months per block in the proposed blocked ``apply_A`` / ``deviation`` (see _apply_A_blocked).
-BLOCK = 16
 
 
 def _device(xp) -> str:
@@ -69,46 +67,6 @@ def _weighted_means(m: Mascons, x: np.ndarray) -> np.ndarray:
     w = m.weights / area[m.cell_mascon]
     return np.stack([np.bincount(m.cell_mascon, weights=w * row, minlength=m.n_mascons)
                      for row in x])
-
-
-def _apply_A_blocked(A, x: np.ndarray, block: int = BLOCK) -> np.ndarray:
-    """Proposed CPU ``apply_A``: the same product, ``block`` months at a time.
-
-    SciPy's CSR × dense needs the dense operand C-contiguous, so ``A @ x.T`` first transposes
-    the whole ``(months, cells)`` array (most of the time); a block of months transposes in cache.
-    """
-    out = np.empty((x.shape[0], A.shape[0]), dtype=np.result_type(A.dtype, x.dtype))
-    for i in range(0, x.shape[0], block):
-        out[i:i + block] = (A @ x[i:i + block].T).T
-    return out
-
-
-def _regrid_blocked(w_lat, w_lon, x: np.ndarray, block: int = 12) -> np.ndarray:
-    """Proposed CPU ``regrid``: ``block`` months at a time, and the denominator (valid area)
-    computed once when the NaN mask is the same in every month (ERA5's sea)."""
-    from suite.kernels import _separable
-
-    out = np.empty((x.shape[0], w_lat.shape[0], w_lon.shape[0]))
-    valid = np.isfinite(x)
-    static = bool((valid == valid[:1]).all())
-    den = _separable(w_lat, w_lon, valid[:1].astype(np.float64)) if static else None
-    for i in range(0, x.shape[0], block):
-        vb = valid[i:i + block]
-        num = _separable(w_lat, w_lon, np.where(vb, x[i:i + block], 0).astype(np.float64))
-        d = den if static else _separable(w_lat, w_lon, vb.astype(np.float64))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[i:i + block] = np.where(d > 1e-12, num / d, np.nan)
-    return out
-
-
-def _deviation_blocked(A, cell_mascon: np.ndarray, x: np.ndarray,
-                       block: int = BLOCK) -> np.ndarray:
-    """Proposed CPU ``deviation``: ``x − E A x`` a block of months at a time (stays in cache)."""
-    out = np.empty(x.shape, dtype=np.result_type(A.dtype, x.dtype))
-    for i in range(0, x.shape[0], block):
-        xb = x[i:i + block]
-        np.subtract(xb, (A @ xb.T).T[:, cell_mascon], out=out[i:i + block])
-    return out
 
 
 # ------------------------------------------------------------------------------------------
@@ -151,18 +109,6 @@ def test_apply_A(benchmark, xp, mascons, cell_x, medians):
 
 
 @pytest.mark.benchmark(group="apply_A")
-def test_apply_A_blocked_proposal(benchmark, mascons, cell_x, medians):
-    """Not suite code: the blocked CPU ``apply_A`` proposed for ``suite.kernels``."""
-    y = benchmark.pedantic(_apply_A_blocked, args=(mascons.A, cell_x), rounds=20,
-                           warmup_rounds=1, iterations=1)
-    err = float(np.abs(y - kernels.apply_A(mascons.A, cell_x)).max())
-    assert err <= 1e-12
-    record(benchmark, medians, "apply_A_blocked[cpu]", bytes_read=nbytes(cell_x, mascons.A),
-           relative_to=("copy[cpu]", "apply_A[cpu]"), block_months=BLOCK,
-           max_abs_err_vs_apply_A=err)
-
-
-@pytest.mark.benchmark(group="apply_A")
 @pytest.mark.parametrize("use_flox", [True, False], ids=["flox", "plain"])
 def test_xarray_groupby_mean(benchmark, mascons, cell_x, medians, use_flox):
     """A straightforward xarray ``groupby("mascon_ID").mean()`` (unweighted) on the same data,
@@ -185,7 +131,7 @@ def test_xarray_groupby_mean(benchmark, mascons, cell_x, medians, use_flox):
     options = xr.get_options()
     label = f"xarray_groupby[{'flox' if use_flox else 'plain'}]"
     record(benchmark, medians, label, bytes_read=cell_x.nbytes,
-           relative_to=("apply_A[cpu]", "apply_A_blocked[cpu]", "copy[cpu]"),
+           relative_to=("apply_A[cpu]", "copy[cpu]"),
            xarray=xr.__version__, flox=_version("flox"), numbagg=_version("numbagg"),
            use_flox=use_flox, use_numbagg=bool(options["use_numbagg"]),
            use_bottleneck=bool(options["use_bottleneck"]), weighted=False)
@@ -235,18 +181,6 @@ def test_deviation(benchmark, xp, mascons, cell_x, medians):
     assert residual <= 1e-12
     record(benchmark, medians, f"deviation[{dev}]", bytes_read=nbytes(cell_x, mascons.A),
            relative_to=(f"copy[{dev}]",), max_abs_mascon_mean_of_deviation=residual)
-
-
-@pytest.mark.benchmark(group="deviation")
-def test_deviation_blocked_proposal(benchmark, mascons, cell_x, medians):
-    """Not suite code: the blocked CPU ``deviation`` proposed for ``suite.kernels``."""
-    y = benchmark.pedantic(_deviation_blocked, args=(mascons.A, mascons.cell_mascon, cell_x),
-                           rounds=10, warmup_rounds=1, iterations=1)
-    err = float(np.abs(y - kernels.deviation(mascons.A, mascons.cell_mascon, cell_x)).max())
-    assert err <= 1e-12
-    record(benchmark, medians, "deviation_blocked[cpu]", bytes_read=nbytes(cell_x, mascons.A),
-           relative_to=("copy[cpu]", "deviation[cpu]"), block_months=BLOCK,
-           max_abs_err_vs_deviation=err)
 
 
 # ------------------------------------------------------------------------------------------
@@ -364,22 +298,6 @@ def test_regrid(benchmark, xp, era5_like, valid_field, medians):
 
 
 @pytest.mark.benchmark(group="regrid")
-def test_regrid_blocked_proposal(benchmark, era5_like, medians):
-    """Not suite code: the blocked CPU ``regrid`` proposed for ``suite.kernels``."""
-    w_lat = regrid.lat_weights(SRC_LAT, grid.LAT)
-    w_lon = regrid.lon_weights(SRC_LON, grid.LON)
-    y = benchmark.pedantic(_regrid_blocked, args=(w_lat, w_lon, era5_like), rounds=3,
-                           warmup_rounds=1, iterations=1)
-    ref = kernels.regrid(w_lat, w_lon, era5_like)
-    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
-    err = float(np.nanmax(np.abs(y - ref)))
-    assert err <= 1e-12
-    record(benchmark, medians, "regrid_blocked[cpu]", bytes_read=era5_like.nbytes,
-           relative_to=("regrid[cpu]",), months=REGRID_MONTHS, block_months=12,
-           max_abs_err_vs_regrid=err)
-
-
-@pytest.mark.benchmark(group="regrid")
 def test_xarray_regrid_conservative(benchmark, era5_like, valid_field, medians):
     """xarray-regrid's conservative method (``skipna=True``) on the same data."""
     w_lat = regrid.lat_weights(SRC_LAT, grid.LAT)
@@ -402,7 +320,7 @@ def test_xarray_regrid_conservative(benchmark, era5_like, valid_field, medians):
     for name, (_, limit) in tol.items():
         assert observed[name] <= limit, (name, observed[name])
     record(benchmark, medians, "xarray_regrid[cpu]", bytes_read=era5_like.nbytes,
-           relative_to=("regrid[cpu]", "regrid_blocked[cpu]"), months=REGRID_MONTHS,
+           relative_to=("regrid[cpu]",), months=REGRID_MONTHS,
            skipna=True,
            xarray_regrid=_version("xarray-regrid"),
            sparse_weights=importlib.util.find_spec("sparse") is not None,
