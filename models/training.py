@@ -24,6 +24,7 @@ import torch
 
 from models import losses
 from models.network import UNet, receptive_radius
+from suite import cache
 from suite.backend import torch_device
 from suite.grids import Grids
 
@@ -237,10 +238,12 @@ class Trainer:
         path = self._checkpoint_path()
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        tmp = cache.temp_path(path)
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def fit(self, train: np.ndarray, validation: np.ndarray,
             on_epoch: Callable[[dict], None] | None = None) -> History:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,15 +20,68 @@ def cache_dir() -> Path:
     return Path(base) / "twsbench"
 
 
-def temp_path(target: Path) -> Path:
-    """A new, unique temporary path beside ``target`` (same filesystem, so rename is atomic)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale(target: Path, suffix: str) -> None:
+    """Remove temporaries of ``target`` (``.{name}.{pid}.*{suffix}``) whose writing process is
+    gone: what a killed writer leaves behind. Live writers' temporaries are left alone."""
+    target = Path(target)
+    head = f".{target.name}."
+    for path in target.parent.glob(glob.escape(head) + "*" + suffix):
+        pid = path.name[len(head):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)  # mkstemp makes 0600; the final file gets normal rights
+    return umask
+
+
+def temp_path(target: Path) -> Path:
+    """A new, unique temporary file beside ``target`` (same filesystem, so rename is atomic),
+    named after this process so that a later writer can clear it if this one is killed."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(target, ".tmp")
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
+                                dir=target.parent)
+    os.close(fd)
+    os.chmod(name, 0o666 & ~_umask())  # mkstemp makes 0600; the final file gets normal rights
     return Path(name)
+
+
+def temp_dir(target: Path) -> Path:
+    """Like :func:`temp_path`, a new directory to be renamed to ``target`` when complete."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(target, ".tmpdir")
+    name = tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmpdir",
+                            dir=target.parent)
+    os.chmod(name, 0o777 & ~_umask())
+    return Path(name)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` so that ``path`` is either absent, the old file, or complete."""
+    tmp = temp_path(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -83,9 +82,7 @@ def file_hash(path: Path) -> str:
             digest.update(block)
     value = digest.hexdigest()
     memo_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache.temp_path(memo)
-    tmp.write_text(value)
-    os.replace(tmp, memo)
+    cache.write_text(memo, value)
     return value
 
 
@@ -100,7 +97,7 @@ def twin_inputs(domain: Domain, seed: int, stage: Stage | None = None) -> InputF
         if stage:
             stage(f"generating the twin world ({domain.describe()}, seed {seed})")
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
+        tmp = cache.temp_dir(target)
         try:
             make_world(domain, seed, tmp)
             if target.exists():  # another process finished first

@@ -25,7 +25,7 @@ import netCDF4
 import numpy as np
 import pandas as pd
 
-from suite import __version__, grid
+from suite import __version__, cache, grid
 from suite import months as mo
 from suite.config import parse
 from suite.downscaler import make
@@ -88,6 +88,8 @@ def release(run_dir: str | Path, out: str | Path | None = None, *, force: bool =
     out = Path(out) if out else run_dir / f"twsbench_{meta['run_id']}_{name}_200204_202212.nc"
     if out.exists() and not force:
         raise InputError(out, "-", "no product at the target (or --force)", "an existing file")
+    # a checksum without its product is what a release killed between the two renames leaves
+    out.with_name(out.name + ".sha256").unlink(missing_ok=True)
     stage(f"best model on {choice['split']}: {name} ({choice['metric']} {choice['value']:.4f})")
     grids, _, _ = prepare(config, stage=stage)
     with_grace = grids.months[grids.has_grace]
@@ -131,7 +133,7 @@ def write_product(path: Path, grids, twsa: np.ndarray, uncertainty: np.ndarray, 
                   conservation: tuple[float, float]) -> None:
     """The CF-1.8 / ACDD-1.3 NetCDF4 file, written to a temporary name and renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = cache.temp_path(path)
     synthetic = meta["config"]["inputs"]["grace"] is None
     months = grids.months
     epoch = np.datetime64("2002-01-01", "D")
@@ -192,14 +194,11 @@ def write_product(path: Path, grids, twsa: np.ndarray, uncertainty: np.ndarray, 
             f[:] = grids.has_grace.astype("i1")
             ds.setncatts(_global_attrs(grids, meta, model, choice, headline, seeds,
                                        conservation, synthetic))
+        # the sidecar goes in first: a product in place always has its checksum beside it
+        cache.write_text(path.with_name(path.name + ".sha256"), f"{sha256(tmp)}  {path.name}\n")
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
-    side = path.with_name(path.name + ".sha256")
-    side_tmp = side.with_name(f".{side.name}.tmp")
-    side_tmp.write_text(f"{sha256(path)}  {path.name}\n")
-    os.replace(side_tmp, side)
+        tmp.unlink(missing_ok=True)
 
 
 def _global_attrs(grids, meta, model, choice, headline, seeds, conservation, synthetic):

@@ -10,13 +10,13 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from suite import cache
 from suite.scores import higher_is_better
 
 KEY_SCORES = ("nse_fine_truth", "kge_fine_truth", "rmse_fine_truth", "r_submascon_truth",
@@ -358,6 +358,4 @@ def build_report(run: str | Path) -> Path:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    cache.write_text(path, text)

@@ -1,16 +1,22 @@
-"""Faults: a ``twsbench run`` killed at random points leaves no partial report, and a rerun
-completes from the caches and checkpoints with the scores of an uninterrupted run."""
+"""Faults: ``twsbench run`` and ``twsbench release`` killed (SIGKILL) at random points and at
+chosen stages leave no partial report or product, and a rerun completes from the caches and
+checkpoints with the scores (and product) of an uninterrupted run, leaving no temporaries."""
 
 from __future__ import annotations
 
-import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+import xarray as xr
+
+from suite.release import validate
 
 CONFIG = """
 [domain]
@@ -27,44 +33,149 @@ base_channels = 8
 """
 
 
-def _run(cfg, out, env):
-    return subprocess.Popen([sys.executable, "-m", "suite.cli", "run", str(cfg), "--out",
-                             str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+def _start(args: list[str], cache: Path) -> subprocess.Popen:
+    """The CLI in a subprocess, its stage lines streamed on stdout."""
+    env = {**os.environ, "TWSBENCH_CACHE_DIR": str(cache), "PYTHONUNBUFFERED": "1",
+           "COLUMNS": "200"}
+    return subprocess.Popen([sys.executable, "-m", "suite.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
 
 
-def test_killed_runs_leave_nothing_and_a_rerun_gives_the_same_scores(tmp_path):
-    import os
+def _finish(proc: subprocess.Popen) -> None:
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out
 
-    cfg = tmp_path / "tiny.toml"
+
+def _kill_after(proc: subprocess.Popen, marker: str | None, delay: float) -> bool:
+    """SIGKILL ``proc`` ``delay`` seconds after it prints a line containing ``marker`` (or after
+    it starts); False when it finished first."""
+    if marker is not None:
+        for line in proc.stdout:
+            if marker in line:
+                break
+    time.sleep(delay)
+    killed = proc.poll() is None
+    if killed:
+        proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=120)
+    return killed
+
+
+def _leftovers(*roots: Path) -> list[Path]:
+    """Hidden entries: temporaries and working folders that a finished writer removes (a
+    normal run leaves none in its cache or report folder)."""
+    return [p for root in roots for p in root.rglob(".*")]
+
+
+def _visible_runs(out: Path) -> list[Path]:
+    return [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")] \
+        if out.exists() else []
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted run and release, with their own cache."""
+    root = tmp_path_factory.mktemp("reference")
+    cfg = root / "tiny.toml"
     cfg.write_text(CONFIG)
-    env = {**os.environ, "TWSBENCH_CACHE_DIR": str(tmp_path / "cache")}
-    # uninterrupted, with its own cache
-    ref_env = {**os.environ, "TWSBENCH_CACHE_DIR": str(tmp_path / "ref-cache")}
-    reference = _run(cfg, tmp_path / "ref", ref_env)
-    assert reference.wait(timeout=900) == 0, reference.stderr.read()
-    # killed at several points (world generation, prepare, training, scoring)
-    out = tmp_path / "reports"
+    _finish(_start(["run", str(cfg), "--out", str(root / "reports"), "-q"], root / "cache"))
+    (run_dir,) = _visible_runs(root / "reports")
+    product = root / "product.nc"
+    _finish(_start(["release", str(run_dir), "--out", str(product), "-q"], root / "cache"))
+    return cfg, run_dir, product
+
+
+def _assert_same_run(out: Path, reference_run: Path) -> None:
+    runs = _visible_runs(out)
+    assert [p.name for p in runs] == [reference_run.name]
+    assert (runs[0] / "index.html").exists()
+    pd.testing.assert_frame_equal(pd.read_csv(reference_run / "scores.csv"),
+                                  pd.read_csv(runs[0] / "scores.csv"))
+
+
+def test_run_killed_at_random_points(reference, tmp_path):
+    cfg, ref_run, _ = reference
+    out, cache = tmp_path / "reports", tmp_path / "cache"
     rng = np.random.default_rng(0)
     for delay in sorted(rng.uniform(1.0, 12.0, size=4)):
-        proc = _run(cfg, out, env)
-        time.sleep(delay)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-        finished = [p for p in out.glob("*") if p.is_dir() and (p / "index.html").exists()]
-        partial = [p for p in out.glob("*") if p.is_dir() and not (p / "index.html").exists()
-                   and not p.name.startswith(".")]
-        assert not partial  # never a visible, half-written report
-        if finished:
+        killed = _kill_after(_start(["run", str(cfg), "--out", str(out), "-q"], cache), None,
+                             delay)
+        finished = [p for p in _visible_runs(out) if (p / "index.html").exists()]
+        assert len(finished) == len(_visible_runs(out))  # never a visible half-written report
+        if not killed:
             break
-    final = _run(cfg, out, env)
-    assert final.wait(timeout=900) == 0, final.stderr.read()
-    runs = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    assert len(runs) == 1
-    assert not list(out.glob(".*partial*"))  # working folders of killed runs are gone
-    (ref_dir,) = [p for p in (tmp_path / "ref").iterdir() if not p.name.startswith(".")]
-    assert json.loads((runs[0] / "meta.json").read_text())["run_id"] == ref_dir.name
-    a = pd.read_csv(ref_dir / "scores.csv")
-    b = pd.read_csv(runs[0] / "scores.csv")
-    pd.testing.assert_frame_equal(a, b)
+    _finish(_start(["run", str(cfg), "--out", str(out), "-q"], cache))
+    _assert_same_run(out, ref_run)
+    assert not _leftovers(out, cache)
+
+
+#: (stage line printed by ``twsbench run``, seconds to wait after it before the SIGKILL)
+STAGES = [
+    ("generating the twin world", 3.0),  # mid-way through writing the five files
+    ("computing (reading, regridding)", 0.5),  # prepare, inside the Dask computation
+    ("saving grids-", 0.0),  # while the grids cache file is written
+    ("soft_cnn (seed 0): fit", 3.0),  # training, after its first checkpoints
+    ("soft_cnn (seed 0): predict", 0.0),
+    ("writing the scores", 0.0),
+    ("building the report", 0.5),  # the report is half-built in the working folder
+]
+
+
+def test_run_killed_at_each_stage(reference, tmp_path):
+    cfg, ref_run, _ = reference
+    out, cache = tmp_path / "reports", tmp_path / "cache"
+    kills = 0
+    for marker, delay in STAGES:
+        kills += _kill_after(_start(["run", str(cfg), "--out", str(out)], cache), marker, delay)
+        assert not _visible_runs(out), marker
+    assert kills >= len(STAGES) - 1  # a stage may end before its signal lands, not most
+    _finish(_start(["run", str(cfg), "--out", str(out), "-q"], cache))
+    _assert_same_run(out, ref_run)
+    assert not _leftovers(out, cache)
+
+
+def test_release_killed_several_times(reference, tmp_path):
+    _, run_dir, ref_product = reference
+    cache = run_dir.parent.parent / "cache"  # the run's cache: release reloads its grids
+    target = tmp_path / "product.nc"
+    args = ["release", str(run_dir), "--out", str(target)]
+    rng = np.random.default_rng(1)
+    points = [("refitting", 0.2), ("writing", 0.0), ("writing", 0.3)]
+    points += [(None, float(d)) for d in rng.uniform(2.0, 8.0, size=3)]
+    kills = 0
+    for marker, delay in points:
+        kills += _kill_after(_start(args, cache), marker, delay)
+        if target.exists():  # it finished before the signal: complete, with its checksum
+            assert validate(target) == []
+            target.unlink()
+            target.with_name(target.name + ".sha256").unlink()
+        assert not target.exists()
+    assert kills >= 3
+    _finish(_start([*args, "-q"], cache))
+    assert validate(target) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["product.nc", "product.nc.sha256"]
+    assert not _leftovers(cache)
+    with xr.open_dataset(ref_product) as a, xr.open_dataset(target) as b:
+        for name in ("twsa", "twsa_uncertainty", "grace_available"):
+            np.testing.assert_array_equal(a[name].values, b[name].values)
+        assert a.attrs["model"] == b.attrs["model"]
+
+
+def test_stale_temporaries_are_cleared_only_when_their_writer_is_gone(tmp_path):
+    from suite import cache
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    target = tmp_path / "grids-abc.nc"
+    dead = tmp_path / f".grids-abc.nc.{gone.pid}.x1.tmp"
+    live = tmp_path / f".grids-abc.nc.{os.getpid()}.x2.tmp"
+    other = tmp_path / f".grids-abcd.nc.{gone.pid}.x3.tmp"  # another target's
+    dead_dir = tmp_path / f".grids-abc.nc.{gone.pid}.x4.tmpdir"
+    for path in (dead, live, other):
+        path.write_text("partial")
+    dead_dir.mkdir()
+    new = cache.temp_path(target)
+    assert not dead.exists() and live.exists() and other.exists() and new.exists()
+    assert dead_dir.exists()  # directories are cleared by temp_dir
+    new_dir = cache.temp_dir(target)
+    assert not dead_dir.exists() and new_dir.is_dir()
