@@ -20,7 +20,8 @@ def cache_dir() -> Path:
     return Path(base) / "twsbench"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` is running (on this machine)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -37,7 +38,7 @@ def remove_stale(target: Path, suffix: str) -> None:
     head = f".{target.name}."
     for path in target.parent.glob(glob.escape(head) + "*" + suffix):
         pid = path.name[len(head):].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from suite import __version__, backend
+from suite import __version__, backend, cache
 from suite.config import Config, as_plain
 from suite.downscaler import CONSERVE, make
 from suite.grids import Grids
@@ -99,16 +99,13 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _remove_stale(out_root: Path, rid: str) -> None:
-    """Remove working folders of this run left by processes that were killed."""
-    for path in out_root.glob(f".{rid}.partial-*"):
+def _remove_stale(out_root: Path) -> None:
+    """Remove working folders left by killed runs (of any config or code version); those of
+    runs still going are left alone."""
+    for path in out_root.glob(".*.partial-*"):
         pid = path.name.rsplit("-", 1)[-1]
-        try:
-            os.kill(int(pid), 0)  # still running: leave it alone
-        except (ValueError, ProcessLookupError):
+        if pid.isdigit() and not cache.alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
-        except PermissionError:
-            pass
 
 
 def run(config: Config, out_root: str | Path = "reports", *, force: bool = False,
@@ -131,7 +128,7 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
     if final.exists():
         rid = f"{rid}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
         final = out_root / rid
-    _remove_stale(out_root, rid)
+    _remove_stale(out_root)
     work = out_root / f".{rid}.partial-{os.getpid()}"
     if work.exists():
         shutil.rmtree(work)

@@ -81,6 +81,36 @@ def regions(grids: Grids) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+@dataclass(frozen=True)
+class _Region:
+    """A region's own cells, mascons, rows of ``A`` and weights (a region holds whole
+    mascons, so its ``A`` rows are complete); the domain uses the full arrays."""
+
+    name: str
+    cells: np.ndarray | None  # cell indices; None for the whole domain
+    mascons: np.ndarray | None
+    A: object
+    cell_mascon: np.ndarray
+    cell_area: np.ndarray
+    mascon_area: np.ndarray
+
+    @classmethod
+    def of(cls, grids: Grids, name: str, cell_mask: np.ndarray,
+           mascon_mask: np.ndarray) -> _Region:
+        m = grids.mascons
+        if cell_mask.all():
+            return cls(name, None, None, m.A, m.cell_mascon, grids.cell_area, m.area())
+        ci, mi = np.flatnonzero(cell_mask), np.flatnonzero(mascon_mask)
+        return cls(name, ci, mi, m.A[mi][:, ci], np.searchsorted(mi, m.cell_mascon[ci]),
+                   grids.cell_area[ci], m.area()[mi])
+
+    def cells_of(self, x: np.ndarray | None) -> np.ndarray | None:
+        return x if x is None or self.cells is None else x[:, self.cells]
+
+    def mascons_of(self, x: np.ndarray) -> np.ndarray:
+        return x if self.mascons is None else x[:, self.mascons]
+
+
 def score_prediction(grids: Grids, cells: np.ndarray, truth: np.ndarray | None,
                      model: str, seed: int, run_id: str) -> tuple[list[tuple], list[tuple]]:
     """Rows of the scores table and of the monthly table for one prediction.
@@ -90,42 +120,42 @@ def score_prediction(grids: Grids, cells: np.ndarray, truth: np.ndarray | None,
     m = grids.mascons
     pred_m = kernels.apply_A(m.A, np.nan_to_num(cells, nan=np.nan))
     rows: list[tuple] = []
-    mascon_area = m.area()
-    region_masks = regions(grids)
+    views = [_Region.of(grids, name, *masks) for name, masks in regions(grids).items()]
     for split in SPLITS:
         months = grids.splits.get(split)
         if months is None or not months.any():
             continue
-        for region, (cell_mask, mascon_mask) in region_masks.items():
-            wc = np.where(cell_mask, grids.cell_area, 0.0)
-            wm = np.where(mascon_mask, mascon_area, 0.0)
-            p, g = pred_m[months], grids.grace[months]
-            c = cells[months]
+        years, month_axis = _years(grids.months[months]), grids.months[months]
+        split_cells, p_all, g_all = cells[months], pred_m[months], grids.grace[months]
+        split_truth = truth[months] if truth is not None else None
+        split_fields = {label: grids.fields[field][months] for label, field in SOURCES.items()}
+        for view in views:
+            A, cm, wc, wm = view.A, view.cell_mascon, view.cell_area, view.mascon_area
+            c, t = view.cells_of(split_cells), view.cells_of(split_truth)
+            p, g = view.mascons_of(p_all), view.mascons_of(g_all)
             values: dict[str, float] = {}
             for s in SCORES:
                 metric = METRICS.get(s.metric)
                 if s.kind == "mascon_grace":
                     values[s.name] = metric(p, g, wm)
                 elif s.kind == "conservation":
-                    values[s.name] = metric(c, g, m.A, wm)
-                elif truth is not None and s.kind == "fine_truth":
-                    t = truth[months]
+                    values[s.name] = metric(c, g, A, wm)
+                elif t is not None and s.kind == "fine_truth":
                     if s.metric == "trend_error":
-                        values[s.name] = metric(c, t, _years(grids.months[months]), wc)
+                        values[s.name] = metric(c, t, years, wc)
                     elif s.metric.startswith("annual_"):
-                        values[s.name] = metric(c, t, grids.months[months], wc)
+                        values[s.name] = metric(c, t, month_axis, wc)
                     else:
                         values[s.name] = metric(c, t, wc)
-                elif truth is not None and s.kind == "submascon":
-                    values[s.name] = metric(c, truth[months], m.A, m.cell_mascon, wc)
+                elif t is not None and s.kind == "submascon":
+                    values[s.name] = metric(c, t, A, cm, wc)
             corr = METRICS.get("mean_spatial_correlation")
-            for label, field in SOURCES.items():
-                values[f"r_submascon_{label}"] = corr(c, grids.fields[field][months], m.A,
-                                                      m.cell_mascon, wc)
-            if truth is not None:
-                values["r_submascon_truth"] = corr(c, truth[months], m.A, m.cell_mascon, wc)
+            for label, field in split_fields.items():
+                values[f"r_submascon_{label}"] = corr(c, view.cells_of(field), A, cm, wc)
+            if t is not None:
+                values["r_submascon_truth"] = corr(c, t, A, cm, wc)
             for name, value in values.items():
-                rows.append((run_id, model, seed, split, region, name, float(value),
+                rows.append((run_id, model, seed, split, view.name, name, float(value),
                              higher_is_better(name)))
     return rows, monthly_rows(grids, cells, pred_m, truth, model, seed)
 

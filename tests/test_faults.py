@@ -175,7 +175,21 @@ def test_stale_temporaries_are_cleared_only_when_their_writer_is_gone(tmp_path):
         path.write_text("partial")
     dead_dir.mkdir()
     new = cache.temp_path(target)
+    assert not cache.alive(gone.pid) and cache.alive(os.getpid())
     assert not dead.exists() and live.exists() and other.exists() and new.exists()
     assert dead_dir.exists()  # directories are cleared by temp_dir
     new_dir = cache.temp_dir(target)
     assert not dead_dir.exists() and new_dir.is_dir()
+
+
+def test_a_run_clears_working_folders_of_killed_runs_of_other_configs(tmp_path):
+    from suite.run import _remove_stale
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = tmp_path / f".0123456789ab.partial-{gone.pid}"
+    live = tmp_path / f".ba9876543210.partial-{os.getpid()}"
+    for path in (dead, live):
+        (path / "predictions").mkdir(parents=True)
+    _remove_stale(tmp_path)
+    assert not dead.exists() and live.exists()

@@ -159,3 +159,39 @@ def test_run_on_real_format_files_from_another_region(tmp_path, with_truth):
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["has_truth"] == with_truth
     assert "real-format" in (run_dir / "index.md").read_text()
+
+
+def test_region_scores_equal_the_domain_formulas_weighted_to_the_region():
+    """A region is scored on its own cells and mascons; that must equal scoring the whole
+    domain with weights zero outside the region (whole mascons keep A's rows complete)."""
+    from suite.metrics import METRICS
+    from suite.prepare import prepare, resolve_inputs
+    from suite.reference import truth_on_cells
+    from suite.scores import regions, score_prediction
+
+    config = parse({**TINY, "domain": {"bbox": [22.0, 38.0, 70.0, 84.0]}})
+    grids, _, _ = prepare(config)
+    assert len(regions(grids)) >= 3
+    truth = truth_on_cells(resolve_inputs(config).truth, grids)
+    cells = truth + np.random.default_rng(0).normal(0, 30, truth.shape)
+    rows, _ = score_prediction(grids, cells, truth, "x", 0, "r")
+    table = {(r[3], r[4], r[5]): r[6] for r in rows}
+    m, test = grids.mascons, grids.splits["test"]
+    pred_m = m.mean(cells.T).T
+    checked = 0
+    for region, (cell_mask, mascon_mask) in regions(grids).items():
+        wc = np.where(cell_mask, grids.cell_area, 0.0)
+        wm = np.where(mascon_mask, m.area(), 0.0)
+        c, t = cells[test], truth[test]
+        expected = {
+            "nse_fine_truth": METRICS.get("nse")(c, t, wc),
+            "rmse_mascon_grace": METRICS.get("rmse")(pred_m[test], grids.grace[test], wm),
+            "r_submascon_truth": METRICS.get("mean_spatial_correlation")(
+                c, t, m.A, m.cell_mascon, wc),
+            "annual_phase_error_fine_truth": METRICS.get("annual_phase_error")(
+                c, t, grids.months[test], wc),
+        }
+        for name, value in expected.items():
+            np.testing.assert_allclose(table[("test", region, name)], value, rtol=1e-9)
+            checked += 1
+    assert checked >= 4 * 3  # the domain and at least two other regions
