@@ -48,6 +48,13 @@ def _era5(d, **kw):
     return paths if isinstance(paths, list) else [paths]
 
 
+def _swapped_epochs():
+    _, epochs = synth.trap_series()
+    epochs = epochs.copy()
+    epochs[[3, 4]] = epochs[[4, 3]]
+    return epochs
+
+
 def _dup_epochs():
     _, epochs = synth.trap_series()
     epochs = epochs.copy()
@@ -67,6 +74,9 @@ FILES = {
     "grace-all-nan-month": lambda d: [_trap(d, fill_at=[(1, i, j) for i in range(LAT.size)
                                                          for j in range(LON.size)])],
     "grace-no-mascon-id": lambda d: [_trap(d, static=("land_mask", "scale_factor"))],
+    # 0–360 and ±180 both: 359.75 and -0.25 are the same column
+    "grace-lon-both-conventions": lambda d: [_trap(d, lon=np.r_[-0.25, LON[:-1], 359.75])],
+    "grace-unsorted-records": lambda d: [_trap(d, epochs=_swapped_epochs())],
     "wghm-truncated": lambda d: [_truncate(_wg(d))],
     "wghm-missing-variable": lambda d: [_wg(d, variable="qtot")],
     "wghm-units": lambda d: [_wg(d, units="furlongs")],
@@ -74,6 +84,7 @@ FILES = {
     "wghm-duplicate-months": lambda d: [_wg(d, time=[1212, 1213, 1213])],
     "wghm-all-nan-month": lambda d: [_wg(d, values=np.where(
         np.arange(3)[:, None, None] == 1, np.nan, 500.0) * np.ones((3, 8, 12)))],
+    "wghm-lon-both-conventions": lambda d: [_wg(d, lon=np.r_[WG_LON[:-1], 357.25])],
     "wghm-time-units": lambda d: [_wg(d, time_units="fortnights since 1901-01-01")],
     "era5-missing-variable": lambda d: _era5(d, drop=("ro",)),
     "era5-snow-depth-sde": lambda d: _era5(d, rename={"sd": "sde"}),

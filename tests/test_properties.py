@@ -254,6 +254,18 @@ def test_normalise_rejects_misaligned_half_degree_grids(g, shift, on_lat):
 
 
 @FAST
+@given(half_degree_grid(), st.data())
+def test_normalise_rejects_a_column_in_both_conventions(g, data):
+    """A grid holding one column twice, as x and x ± 360, is refused with what was found."""
+    lat, lon = g
+    k = data.draw(st.integers(0, lon.size - 1))
+    twin = lon[k] + 360 if lon[k] < 0 else lon[k] - 360 if lon[k] >= 180 else None
+    assume(twin is not None and -180 <= twin <= 360)
+    with pytest.raises(InputError, match="duplicates .values in both 0–360 and ±180"):
+        nc.normalise_grid(_grid_ds(lat, np.append(lon, twin)), "f.nc")
+
+
+@FAST
 @given(st.sampled_from([0.1, 0.25, 1.0, 2.0]), st.integers(2, 6), st.integers(-60, 60))
 def test_normalise_rejects_other_resolutions(step, n, start):
     lat = start + 0.25 + step * np.arange(n)

@@ -187,9 +187,15 @@ def normalise_grid(
     if np.any(np.abs(lat) > 90) or np.any(lon < -180) or np.any(lon > 360):
         raise InputError(path, "lat/lon", "lat in -90..90 and lon in -180..360",
                          f"lat {lat.min():g}..{lat.max():g}, lon {lon.min():g}..{lon.max():g}")
-    for name, values in (("lat", lat), ("lon", lon)):
-        if name == "lon":
-            values = grid.wrap_lon(values)
+    wrapped = grid.wrap_lon(lon)
+    if np.unique(np.round(wrapped, 6)).size != wrapped.size:
+        both = bool((lon < 0).any() and (lon > 180).any())
+        raise InputError(path, "lon", "distinct longitudes after wrapping to [-180, 180)",
+                         "duplicates (values in both 0–360 and ±180)" if both else
+                         "duplicates (the grid overlaps itself)")
+    if np.unique(lat).size != lat.size:
+        raise InputError(path, "lat", "distinct latitudes", "duplicates")
+    for name, values in (("lat", lat), ("lon", wrapped)):
         step = _step(values)
         if step is None:
             raise InputError(path, name, "regularly spaced values (gaps of whole steps allowed)",
@@ -200,16 +206,10 @@ def normalise_grid(
             if not grid.is_aligned(values, res):
                 raise InputError(path, name, f"{res:g}° cell centres (±{res / 2:g}, "
                                  f"±{1.5 * res:g}, …)", f"values {values[0]:g}, …")
-    wrapped = grid.wrap_lon(lon)
-    if np.unique(np.round(wrapped, 6)).size != wrapped.size:
-        raise InputError(path, "lon", "distinct longitudes after wrapping to [-180, 180)",
-                         "duplicates (the grid overlaps itself)")
     ds = ds.assign_coords(lon=("lon", wrapped, ds["lon"].attrs),
                           lat=("lat", lat, ds["lat"].attrs))
     order_lon = np.argsort(wrapped, kind="stable")
     order_lat = np.argsort(lat, kind="stable")
-    if np.any(np.diff(lat[order_lat]) == 0):
-        raise InputError(path, "lat", "distinct latitudes", "duplicates")
     if not np.array_equal(order_lon, np.arange(lon.size)):
         ds = ds.isel(lon=order_lon)
     if not np.array_equal(order_lat, np.arange(lat.size)):
