@@ -92,3 +92,13 @@ def test_not_netcdf_file_exits_2(tmp_path):
     assert result.returncode == 2
     line = result.stderr.strip()
     assert "\n" not in line and bad.name in line and "expected" in line and "found" in line
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    from suite.config import load, validate
+
+    config = load(path)
+    validate(config)
+    assert config.models.names  # every shipped config runs models
+    assert path.name in README.read_text()  # and the README says what it is for
