@@ -31,6 +31,7 @@ from suite.domains import Domain
 from suite.errors import ConfigError, InputError
 from suite.grids import FEATURES, FIELDS, Grids
 from suite.mascons import mascons_on_grid
+from suite.readers import _netcdf as nc
 from suite.readers import read_era5, read_grace, read_wghm
 from suite.splits import make_splits
 
@@ -216,6 +217,25 @@ def _to_numpy(arrays: dict[str, object]) -> dict[str, np.ndarray]:
     return {k: np.asarray(done.get(k, v)) for k, v in arrays.items()}
 
 
+def _check_plausible(arrays: dict[str, np.ndarray], files: InputFiles) -> None:
+    """The readers' physical ranges on the domain's values (the readers skip their own pass
+    over the whole files here): mislabelled units stop the run instead of skewing it."""
+    from suite.readers import era5, grace
+
+    soil = sum(high for name, (_, high) in era5.PLAUSIBLE.items() if name in era5.LAYER_M)
+    storage_high = soil + era5.PLAUSIBLE["sd"][1] + era5.PLAUSIBLE["src"][1]
+    checks = {**{name: (files.grace, name, *grace.PLAUSIBLE_MM[name], "mm")
+                 for name in grace.PLAUSIBLE_MM},
+              "era5_storage": (files.era5[0], "swvl1..4 + sd + src", 0.0, storage_high, "mm"),
+              "precip": (files.era5[0], "tp", *era5.PLAUSIBLE["tp"], "mm"),
+              "evap": (files.era5[0], "e", *era5.PLAUSIBLE["e"], "mm"),
+              "runoff": (files.era5[0], "ro", *era5.PLAUSIBLE["ro"], "mm"),
+              "t2m": (files.era5[0], "t2m", *era5.PLAUSIBLE["t2m"], "K")}
+    for key, (path, name, low, high, unit) in checks.items():
+        if np.isfinite(arrays[key]).any():
+            nc.check_range(arrays[key], path, name, low, high, unit)
+
+
 def compute_grids(files: InputFiles, config: Config, *, use_dask: bool = True,
                   stage: Stage | None = None) -> Grids:
     """Compute the grids (no cache). See the module docstring for the steps."""
@@ -301,6 +321,7 @@ def compute_grids(files: InputFiles, config: Config, *, use_dask: bool = True,
         lazy[name] = out.reshape(period.size, -1)[:, flat]
     stage("computing (reading, regridding)")
     arrays = _to_numpy(lazy)
+    _check_plausible(arrays, files)
 
     stage("anomalies, mascons and features")
     land = np.zeros(sub_mask.shape, bool)

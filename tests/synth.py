@@ -299,6 +299,8 @@ def write_era5_new(
     rename: Mapping[str, str] | None = None,
     units: Mapping[str, str] | None = None,
     nan_months: Mapping[str, int] | None = None,
+    scale: Mapping[str, float] | None = None,
+    shift: Mapping[str, float] | None = None,
     seed: int = 0,
 ) -> tuple[list[Path], dict[str, np.ndarray]]:
     """Write a new-CDS (2024) ERA5 monthly-means download.
@@ -306,8 +308,9 @@ def write_era5_new(
     Two stream files (avgua: swvl1-4, sd, src, t2m; avgad: tp, e, ro) or, with
     ``one_file``, ``era5_monthly.nc`` holding all; ``drop`` leaves variables out, ``rename``
     renames them (``{"sd": "sde"}``), ``units`` overrides units, ``nan_months`` (variable →
-    month index) blanks a whole month. Returns the paths and the values written (float32,
-    file order, keyed by the original short names).
+    month index) blanks a whole month, ``scale`` and ``shift`` (variable → number) change
+    the values but not their units attribute (percent written as m3 m-3, °C as K). Returns the
+    paths and the values written (float32, file order, keyed by the original short names).
     """
     directory = Path(directory)
     lat = np.asarray(lat, dtype=float)
@@ -318,6 +321,10 @@ def write_era5_new(
     fields = era5_fields(lat, lon, months.size, allvars, seed=seed)
     for short, k in (nan_months or {}).items():
         fields[short][k] = np.nan
+    for short, factor in (scale or {}).items():
+        fields[short] = (fields[short] * factor).astype(np.float32)
+    for short, offset in (shift or {}).items():
+        fields[short] = (fields[short] + offset).astype(np.float32)
     units = {**ERA5_UNITS, **(units or {})}
     groups = ({"era5_monthly.nc": tuple(allvars)} if one_file else ERA5_STREAMS)
     paths = []

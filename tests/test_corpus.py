@@ -48,6 +48,12 @@ def _era5(d, **kw):
     return paths if isinstance(paths, list) else [paths]
 
 
+def _wet_cm():
+    months, _ = synth.trap_series()
+    phase = 2 * np.pi * (months.astype(int) % 12) / 12
+    return 45.0 * np.cos(phase)[:, None, None] * np.ones((months.size, LAT.size, LON.size))
+
+
 def _swapped_epochs():
     _, epochs = synth.trap_series()
     epochs = epochs.copy()
@@ -67,6 +73,8 @@ FILES = {
     "grace-text": lambda d: [(d / JPL).write_text("<html>401</html>") and d / JPL],
     "grace-missing-variable": lambda d: [_trap(d, rename={"lwe_thickness": "lwe"})],
     "grace-units": lambda d: [_trap(d, units="furlongs")],
+    # a wet region's ±45 cm labelled m: ±45 m of water is more than any storage change
+    "grace-cm-labelled-m": lambda d: [_trap(d, units="m", values=_wet_cm())],
     "grace-not-aligned": lambda d: [_trap(d, lon=np.arange(0.0, 6.0, 0.5))],
     "grace-one-degree": lambda d: [_trap(d, lat=np.arange(-1.5, 2.0, 1.0))],
     "grace-duplicate-months": lambda d: [_trap(d, epochs=_dup_epochs())],
@@ -89,6 +97,9 @@ FILES = {
     "era5-missing-variable": lambda d: _era5(d, drop=("ro",)),
     "era5-snow-depth-sde": lambda d: _era5(d, rename={"sd": "sde"}),
     "era5-units": lambda d: _era5(d, units={"tp": "furlongs"}),
+    "era5-percent-soil-water": lambda d: _era5(d, scale={"swvl2": 100.0}),
+    "era5-mm-labelled-m": lambda d: _era5(d, scale={"tp": 1000.0}),
+    "era5-celsius-labelled-kelvin": lambda d: _era5(d, scale={"t2m": 1.0}, shift={"t2m": -273.15}),
     "era5-all-nan-month": lambda d: _era5(d, nan_months={"t2m": 2}),
     "era5-truncated": lambda d: [_truncate(p) for p in _era5(d)],
     "era5-zip-missing-stream": lambda d: [_zip_one(d)],

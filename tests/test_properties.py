@@ -286,15 +286,16 @@ def test_property_grace_months_and_columns(tmp_path_factory, series, j0, wrap):
     lat = np.array([10.25, 10.75])
     lon = ((j0 + np.arange(3)) % 720) * 0.5 + 0.25
     file_lon = grid.wrap_lon(lon) if wrap else lon
+    values = synth.pattern(np.arange(present.size), lat, file_lon) / 10  # cm, within ±10 m
     path = synth.write_jpl(tmp_path_factory.mktemp("jpl") / GRACE_NAME, lat, file_lon,
-                           present, mo.format_months_missing(missing), epochs=epochs)
+                           present, mo.format_months_missing(missing), epochs=epochs,
+                           values=values)
     ds = read_grace(path)
     np.testing.assert_array_equal(ds["time"].values.astype("datetime64[M]"), present)
     np.testing.assert_array_equal(ds["epoch"].values.astype("datetime64[s]"), epochs)
     for j, x in enumerate(file_lon):
         got = ds["lwe_thickness"].sel(lon=grid.wrap_lon(x)).values  # mm
-        np.testing.assert_allclose(got, 10 * synth.pattern(np.arange(present.size), lat,
-                                                           file_lon)[:, :, j])
+        np.testing.assert_allclose(got, 10 * values[:, :, j])
 
 
 @FILES

@@ -109,16 +109,17 @@ def test_meta_records_versions_and_seeds(tiny_run):
 
 # ---- real-format files from elsewhere ------------------------------------------------------
 
-def _other_region(tmp_path, with_truth: bool):
+def _other_region(tmp_path, with_truth: bool, grace_units: str = "cm",
+                  amplitude_cm: float = 12.0):
     """Real-format files for central Africa written by the test helpers (not by the twin)."""
     lat = np.arange(-5.75, 6.0, 0.5)
     lon360 = np.arange(15.25, 33.0, 0.5)
     period = mo.month_range("2002-04", "2022-12")
     present = period[~np.isin(period, mo.MISSING_MONTHS)]
     t = (present.astype(int) % 12)[:, None, None]
-    season = 12.0 * np.cos(2 * np.pi * (t - 3) / 12 + lat[None, :, None] / 10)  # cm
+    season = amplitude_cm * np.cos(2 * np.pi * (t - 3) / 12 + lat[None, :, None] / 10)  # cm
     grace = synth.write_jpl(tmp_path / "GRCTellus.JPL.200204_202212.GLO.RL06.3M.MSCNv04CRI.nc",
-                            lat, lon360, present, mo.MISSING_TEXT,
+                            lat, lon360, present, mo.MISSING_TEXT, units=grace_units,
                             values=np.broadcast_to(season, (present.size, lat.size,
                                                             lon360.size)).copy())
     wg_time = np.arange(1212, 1464)  # 2002-01 .. 2022-12 in months since 1901-01
@@ -159,6 +160,20 @@ def test_run_on_real_format_files_from_another_region(tmp_path, with_truth):
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["has_truth"] == with_truth
     assert "real-format" in (run_dir / "index.md").read_text()
+
+
+def test_grace_in_cm_labelled_m_stops_prepare(tmp_path):
+    """A wet region's GRACE values (±45 cm) labelled metres would be ±45 m of water: prepare
+    stops with one line naming the file and the variable."""
+    from suite.errors import InputError
+    from suite.prepare import prepare
+
+    config = _other_region(tmp_path, False, grace_units="m", amplitude_cm=45.0)
+    with pytest.raises(InputError) as info:
+        prepare(config)
+    message = str(info.value)
+    assert "GRCTellus" in message and "lwe_thickness" in message and "units" in message
+    assert "\n" not in message
 
 
 def test_region_scores_equal_the_domain_formulas_weighted_to_the_region():

@@ -251,3 +251,21 @@ def check_not_all_missing(da: xr.DataArray, path: Path, name: str) -> None:
         bad = da["time"].values[~finite][:3].astype("datetime64[M]")
         raise InputError(path, name, "finite values in every month",
                          f"all-missing months {', '.join(map(str, bad))}")
+
+
+def check_range(values, path: Path, name: str, low: float, high: float, unit: str,
+                units_attr: str | None = None) -> None:
+    """Raise when finite values leave the physically possible ``low..high`` (in the suite's
+    ``unit``): the sign of a units attribute that does not match the data (cm labelled m,
+    percent labelled m3 m-3, mm labelled m, °C labelled K)."""
+    import dask
+
+    if isinstance(values, xr.DataArray):
+        values = values.data
+    lo, hi = dask.compute(np.nanmin(values), np.nanmax(values)) if dask.is_dask_collection(
+        values) else (np.nanmin(values), np.nanmax(values))
+    lo, hi = float(lo), float(hi)
+    if lo < low or hi > high:
+        said = f" once converted from its units attribute {units_attr!r}" if units_attr else ""
+        raise InputError(path, name, f"values within {low:g}..{high:g} {unit}{said} (are the "
+                         "units right?)", f"{lo:.6g}..{hi:.6g} {unit}")

@@ -27,6 +27,13 @@ STORAGE_VARS = (*LAYER_M, "sd", "src")
 FLUX_VARS = ("tp", "e", "ro")
 ALL_VARS = (*STORAGE_VARS, *FLUX_VARS, "t2m")
 
+#: Physically possible range of each field after conversion (mm, mm per month, K): soil water
+#: up to the layer's full depth, snow up to ERA5's 10 m w.e. cap and beyond, monthly totals
+#: far above the wettest months on record. Percent soil water, mm labelled m or °C labelled K
+#: land outside.
+PLAUSIBLE = {**{k: (0.0, 1000.0 * v) for k, v in LAYER_M.items()}, "sd": (0.0, 20_000.0),
+             "src": (0.0, 100.0), "tp": (-1.0, 20_000.0), "ro": (-1.0, 20_000.0),
+             "e": (-2_000.0, 2_000.0), "t2m": (150.0, 350.0)}
 _VOLUMETRIC = {"m3 m-3", "m3/m3", "m3m-3", "1", "fraction"}
 _METRES_WE = {"m of water equivalent", "m", "m w.e.", "m of water"}
 _KELVIN = {"k", "kelvin"}
@@ -82,8 +89,11 @@ def read_era5(
     fields = {name: _convert(da, path, name) for name, (da, path) in found.items()}
     months = _common_months(found)
     fields = {k: v.sel(time=months) for k, v in fields.items()}
-    for name, (_, path) in found.items() if check_values else ():
+    for name, (da, path) in found.items() if check_values else ():
         nc.check_not_all_missing(fields[name], path, name)
+        low, high = PLAUSIBLE[name]
+        nc.check_range(fields[name], path, name, low, high,
+                       "K" if name == "t2m" else "mm", str(da.attrs.get("units")))
     soil = sum(fields[k] for k in LAYER_M)
     out = xr.Dataset({
         "storage": soil + fields["sd"] + fields["src"],

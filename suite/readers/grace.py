@@ -25,6 +25,10 @@ LENGTH_TO_MM = {
     "centimetres": 10.0, "mm": 1.0, "millimeter": 1.0, "millimeters": 1.0, "m": 1000.0,
     "meter": 1000.0, "meters": 1000.0, "kg m-2": 1.0,
 }
+#: Physically possible range of each variable, mm: the largest mascon changes (ice-sheet and
+#: glacier coasts) stay within a few metres of water; 30 m leaves a wide margin while cm data
+#: labelled "m" (100× too large) is caught.
+PLAUSIBLE_MM = {"lwe_thickness": (-30_000.0, 30_000.0), "uncertainty": (0.0, 30_000.0)}
 _STATIC = {"land_mask": ("land_mask", "LO_val"), "scale_factor": ("scale_factor",),
            "mascon_id": ("mascon_ID", "mascon_id")}
 
@@ -78,7 +82,8 @@ def read_grace(
             raise InputError(path, var, "dimensions (time, lat, lon)", f"{ds[var].dims}")
         factor = nc.unit_factor(ds[var], path, var, LENGTH_TO_MM)
         out[name] = (ds[var] * factor).astype("float64")
-        out[name].attrs = {"units": "mm", "long_name": ds[var].attrs.get("long_name", name)}
+        out[name].attrs = {"units": "mm", "long_name": ds[var].attrs.get("long_name", name),
+                           "file_units": str(ds[var].attrs.get("units"))}
     time_name = nc.find_var(ds, path, ["time"])
     out = out.assign_coords({time_name: ds[time_name]})
     for key, names in _STATIC.items():
@@ -111,8 +116,15 @@ def read_grace(
         out = out.swap_dims({time_name: "time"})
     if check_values:
         nc.check_not_all_missing(out["lwe_thickness"], path, "lwe_thickness")
+        check_plausible(out, path)
     out.attrs.update(source_file=str(path), months_missing=mo.format_months_missing(missing))
     return out
+
+
+def check_plausible(ds: xr.Dataset, path: Path) -> None:
+    """Raise when ``lwe_thickness`` or ``uncertainty`` (mm) leave :data:`PLAUSIBLE_MM`."""
+    for name, (low, high) in PLAUSIBLE_MM.items():
+        nc.check_range(ds[name], path, name, low, high, "mm", ds[name].attrs.get("file_units"))
 
 
 def _missing_months(attrs: Mapping, path: Path) -> np.ndarray:
