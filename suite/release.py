@@ -152,9 +152,12 @@ def write_product(path: Path, grids, twsa: np.ndarray, uncertainty: np.ndarray, 
             t[:] = (starts + ends) / 2
             tb = ds.createVariable("time_bounds", "f8", ("time", "nv"))
             tb[:] = np.stack([starts, ends], axis=1)
+            # columns in ascending longitude (CF): a domain across the antimeridian, or the
+            # globe, starts its cyclic grid elsewhere
+            order = np.argsort(grids.lon, kind="stable")
             for name, values, std, units, axis in (
                     ("lat", grids.lat, "latitude", "degrees_north", "Y"),
-                    ("lon", grids.lon, "longitude", "degrees_east", "X")):
+                    ("lon", grids.lon[order], "longitude", "degrees_east", "X")):
                 v = ds.createVariable(name, "f8", (name,))
                 v.setncatts({"standard_name": std, "long_name": std, "units": units,
                              "axis": axis, "bounds": f"{name}_bnds"})
@@ -174,7 +177,7 @@ def write_product(path: Path, grids, twsa: np.ndarray, uncertainty: np.ndarray, 
                          "ancillary_variables": "twsa_uncertainty grace_available",
                          "cell_methods": "time: mean area: mean",
                          "valid_min": np.float32(-1e4), "valid_max": np.float32(1e4)})
-            v[:] = grids.to_grid(twsa).astype(np.float32)
+            v[:] = grids.to_grid(twsa)[..., order].astype(np.float32)
             u = ds.createVariable("twsa_uncertainty", "f4", ("time", "lat", "lon"), zlib=True,
                                   complevel=4, shuffle=True, chunksizes=chunks, fill_value=FILL)
             u.setncatts({"long_name": "1-sigma uncertainty of twsa",
@@ -184,7 +187,7 @@ def write_product(path: Path, grids, twsa: np.ndarray, uncertainty: np.ndarray, 
                                     "quadrature with GRACE's 1-sigma of the cell's mascon (its "
                                     "mean sigma in months without GRACE)",
                          "valid_min": np.float32(0.0), "valid_max": np.float32(1e4)})
-            u[:] = grids.to_grid(uncertainty).astype(np.float32)
+            u[:] = grids.to_grid(uncertainty)[..., order].astype(np.float32)
             f = ds.createVariable("grace_available", "i1", ("time",))
             f.setncatts({"long_name": "a GRACE/GRACE-FO solution exists for the month",
                          "coverage_content_type": "auxiliaryInformation",
