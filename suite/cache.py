@@ -37,12 +37,16 @@ def remove_stale(target: Path, suffix: str) -> None:
     target = Path(target)
     head = f".{target.name}."
     for path in target.parent.glob(glob.escape(head) + "*" + suffix):
-        pid = path.name[len(head):].split(".", 1)[0]
-        if pid.isdigit() and not alive(int(pid)):
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+        remove_if_dead(path, path.name[len(head):].split(".", 1)[0])
+
+
+def remove_if_dead(path: Path, pid: str) -> None:
+    """Remove ``path`` (a file or a folder) when ``pid``, its writer, is no longer running."""
+    if pid.isdigit() and not alive(int(pid)):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _umask() -> int:

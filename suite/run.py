@@ -103,9 +103,7 @@ def _remove_stale(out_root: Path) -> None:
     """Remove working folders left by killed runs (of any config or code version); those of
     runs still going are left alone."""
     for path in out_root.glob(".*.partial-*"):
-        pid = path.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not cache.alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
+        cache.remove_if_dead(path, path.name.rsplit("-", 1)[-1])
 
 
 def run(config: Config, out_root: str | Path = "reports", *, force: bool = False,

@@ -97,12 +97,12 @@ class _Region:
     @classmethod
     def of(cls, grids: Grids, name: str, cell_mask: np.ndarray,
            mascon_mask: np.ndarray) -> _Region:
-        m = grids.mascons
+        m, area = grids.mascons, grids.mascons.area()
         if cell_mask.all():
-            return cls(name, None, None, m.A, m.cell_mascon, grids.cell_area, m.area())
+            return cls(name, None, None, m.A, m.cell_mascon, grids.cell_area, area)
         ci, mi = np.flatnonzero(cell_mask), np.flatnonzero(mascon_mask)
         return cls(name, ci, mi, m.A[mi][:, ci], np.searchsorted(mi, m.cell_mascon[ci]),
-                   grids.cell_area[ci], m.area()[mi])
+                   grids.cell_area[ci], area[mi])
 
     def cells_of(self, x: np.ndarray | None) -> np.ndarray | None:
         return x if x is None or self.cells is None else x[:, self.cells]
