@@ -240,31 +240,48 @@ def check_months(months: np.ndarray, path: Path, name: str) -> np.ndarray:
     return np.argsort(months, kind="stable")
 
 
-def check_not_all_missing(da: xr.DataArray, path: Path, name: str) -> None:
-    """Raise when a month (or the whole variable) holds no finite value."""
+def check_not_all_missing(da: xr.DataArray, path: Path, name: str,
+                          plausible: tuple[float, float] | None = None, unit: str = "mm",
+                          units_attr: str | None = None) -> None:
+    """Raise when a month (or the whole variable) holds no finite value, or, with
+    ``plausible`` (low, high), when values leave that range (see :func:`check_range`); one
+    pass over the data for both."""
+    import dask
+
     if da.sizes.get("time", 0) == 0:
         raise InputError(path, name, "at least one month", "none")
-    finite = np.asarray(np.isfinite(da).any(dim=[d for d in da.dims if d != "time"]))
+    finite = np.isfinite(da).any(dim=[d for d in da.dims if d != "time"])
+    if plausible is None:
+        (finite,) = dask.compute(finite)
+    else:
+        finite, lo, hi = dask.compute(finite, da.min(), da.max())
+    finite = np.asarray(finite)
     if not finite.any():
         raise InputError(path, name, "finite values", "only missing values")
     if not finite.all():
         bad = da["time"].values[~finite][:3].astype("datetime64[M]")
         raise InputError(path, name, "finite values in every month",
                          f"all-missing months {', '.join(map(str, bad))}")
+    if plausible is not None:
+        _check_bounds(float(lo), float(hi), path, name, *plausible, unit, units_attr)
 
 
-def check_range(values, path: Path, name: str, low: float, high: float, unit: str,
-                units_attr: str | None = None) -> None:
+def check_range(values: np.ndarray | xr.DataArray, path: Path, name: str, low: float,
+                high: float, unit: str, units_attr: str | None = None) -> None:
     """Raise when finite values leave the physically possible ``low..high`` (in the suite's
     ``unit``): the sign of a units attribute that does not match the data (cm labelled m,
     percent labelled m3 m-3, mm labelled m, °C labelled K)."""
     import dask
 
     if isinstance(values, xr.DataArray):
-        values = values.data
-    lo, hi = dask.compute(np.nanmin(values), np.nanmax(values)) if dask.is_dask_collection(
-        values) else (np.nanmin(values), np.nanmax(values))
-    lo, hi = float(lo), float(hi)
+        lo, hi = dask.compute(values.min(), values.max())
+    else:
+        lo, hi = np.nanmin(values), np.nanmax(values)
+    _check_bounds(float(lo), float(hi), path, name, low, high, unit, units_attr)
+
+
+def _check_bounds(lo: float, hi: float, path: Path, name: str, low: float, high: float,
+                  unit: str, units_attr: str | None) -> None:
     if lo < low or hi > high:
         said = f" once converted from its units attribute {units_attr!r}" if units_attr else ""
         raise InputError(path, name, f"values within {low:g}..{high:g} {unit}{said} (are the "

@@ -90,10 +90,8 @@ def read_era5(
     months = _common_months(found)
     fields = {k: v.sel(time=months) for k, v in fields.items()}
     for name, (da, path) in found.items() if check_values else ():
-        nc.check_not_all_missing(fields[name], path, name)
-        low, high = PLAUSIBLE[name]
-        nc.check_range(fields[name], path, name, low, high,
-                       "K" if name == "t2m" else "mm", str(da.attrs.get("units")))
+        nc.check_not_all_missing(fields[name], path, name, PLAUSIBLE[name],
+                                 "K" if name == "t2m" else "mm", str(da.attrs.get("units")))
     soil = sum(fields[k] for k in LAYER_M)
     out = xr.Dataset({
         "storage": soil + fields["sd"] + fields["src"],

@@ -115,16 +115,13 @@ def read_grace(
     if time_name != "time":
         out = out.swap_dims({time_name: "time"})
     if check_values:
-        nc.check_not_all_missing(out["lwe_thickness"], path, "lwe_thickness")
-        check_plausible(out, path)
+        lwe, sigma = out["lwe_thickness"], out["uncertainty"]
+        nc.check_not_all_missing(lwe, path, "lwe_thickness", PLAUSIBLE_MM["lwe_thickness"],
+                                 "mm", lwe.attrs["file_units"])
+        nc.check_range(sigma, path, "uncertainty", *PLAUSIBLE_MM["uncertainty"], "mm",
+                       sigma.attrs["file_units"])
     out.attrs.update(source_file=str(path), months_missing=mo.format_months_missing(missing))
     return out
-
-
-def check_plausible(ds: xr.Dataset, path: Path) -> None:
-    """Raise when ``lwe_thickness`` or ``uncertainty`` (mm) leave :data:`PLAUSIBLE_MM`."""
-    for name, (low, high) in PLAUSIBLE_MM.items():
-        nc.check_range(ds[name], path, name, low, high, "mm", ds[name].attrs.get("file_units"))
 
 
 def _missing_months(attrs: Mapping, path: Path) -> np.ndarray:
