@@ -77,11 +77,7 @@ def file_hash(path: Path) -> str:
     memo = memo_dir / memo_key[:32]
     if memo.exists():
         return memo.read_text().strip()
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    value = digest.hexdigest()
+    value = cache.sha256_file(path)
     memo_dir.mkdir(parents=True, exist_ok=True)
     cache.write_text(memo, value)
     return value

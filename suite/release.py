@@ -14,7 +14,6 @@ what any downscaling of it can know.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -63,14 +62,6 @@ def choose_model(run_dir: Path) -> tuple[str, dict]:
     means = means[full].sort_values(ascending=higher_is_better(metric) is False)
     return str(means.index[0]), {"metric": metric, "split": ranking["choose_split"],
                                  "value": float(means.iloc[0])}
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def release(run_dir: str | Path, out: str | Path | None = None, *, force: bool = False,
@@ -198,7 +189,8 @@ def write_product(path: Path, grids, twsa: np.ndarray, uncertainty: np.ndarray, 
             ds.setncatts(_global_attrs(grids, meta, model, choice, headline, seeds,
                                        conservation, synthetic))
         # the sidecar goes in first: a product in place always has its checksum beside it
-        cache.write_text(path.with_name(path.name + ".sha256"), f"{sha256(tmp)}  {path.name}\n")
+        cache.write_text(path.with_name(path.name + ".sha256"),
+                         f"{cache.sha256_file(tmp)}  {path.name}\n")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -279,7 +271,7 @@ def validate(path: str | Path) -> list[str]:
     side = path.with_name(path.name + ".sha256")
     if not side.exists():
         problems.append(f"{side.name}: missing checksum sidecar")
-    elif side.read_text().split()[0] != sha256(path):
+    elif side.read_text().split()[0] != cache.sha256_file(path):
         problems.append(f"{side.name}: checksum does not match the file")
     try:
         ds = netCDF4.Dataset(path)

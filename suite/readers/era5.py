@@ -8,7 +8,6 @@ dimension). Returns storage in mm and fluxes in mm per month.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -123,11 +122,7 @@ def _expand(paths: str | Path | Sequence[str | Path]) -> list[Path]:
 
 
 def _unzip(path: Path) -> list[Path]:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    target = cache.cache_dir() / "era5-zip" / digest.hexdigest()[:16]
+    target = cache.cache_dir() / "era5-zip" / cache.sha256_file(path)[:16]
     try:
         with zipfile.ZipFile(path) as archive:
             members = [m for m in archive.namelist() if m.endswith(".nc")]
