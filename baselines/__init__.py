@@ -3,4 +3,6 @@
 Importing the package registers them in :data:`suite.downscaler.DOWNSCALERS`.
 """
 
-from baselines import learned, simple  # noqa: F401
+# the order of registration, simplest first, is the default run's order
+from baselines import simple  # noqa: F401, I001
+from baselines import learned  # noqa: F401

@@ -54,14 +54,9 @@ class Learned(Base):
     defaults: ClassVar[dict[str, Any]] = {}
     stochastic: ClassVar[bool] = True
 
-    def __init__(self, seed: int = 0, **params: Any):
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            raise TypeError(f"{self.name}: expected parameters among "
-                            f"{', '.join(sorted(self.defaults))}, found {', '.join(unknown)}")
-        self.seed = seed
-        self.params = {**self.defaults, **params}
-        self.model = None
+    def __init__(self, seed: int = 0, device: str = "cpu", **params: Any):
+        super().__init__(seed, device, **params)
+        self.model: Any = None
 
     def regressor(self):
         raise NotImplementedError
@@ -101,10 +96,11 @@ class Learned(Base):
 class RandomForest(Learned):
     """scikit-learn random forest on mascon-level predictors, with the residual step."""
 
-    name = "random_forest"
     defaults: ClassVar[dict[str, Any]] = {"n_estimators": 100, "min_samples_leaf": 3,
                                           "max_features": 0.5, "max_depth": None,
                                           "n_jobs": -1}
+    param_types: ClassVar[dict[str, tuple[type, ...]]] = {
+        "max_depth": (int, type(None)), "max_features": (float, int, str)}
 
     def regressor(self):
         from sklearn.ensemble import RandomForestRegressor
@@ -129,7 +125,6 @@ class RandomForest(Learned):
 class LightGBM(Learned):
     """LightGBM gradient boosting on mascon-level predictors, with the residual step."""
 
-    name = "lightgbm"
     defaults: ClassVar[dict[str, Any]] = {"n_estimators": 500, "learning_rate": 0.05,
                                           "num_leaves": 31, "min_child_samples": 20,
                                           "subsample": 0.8, "subsample_freq": 1,

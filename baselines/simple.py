@@ -21,7 +21,6 @@ def _grace_or_nan(grids: Grids, months: np.ndarray) -> tuple[np.ndarray, np.ndar
 class Mascon(Base):
     """GRACE's mascon value on every cell of the mascon: the parent product, the null model."""
 
-    name = "mascon"
     needs_grace: ClassVar[bool] = True
 
     def predict_cells(self, grids: Grids, months: np.ndarray) -> np.ndarray:
@@ -34,7 +33,6 @@ class Bilinear(Base):
     """Linear interpolation from mascon centroids to cell centres (longitude wraps on a global
     domain); see :mod:`baselines.interpolation`."""
 
-    name = "bilinear"
     needs_grace: ClassVar[bool] = True
 
     def predict_cells(self, grids: Grids, months: np.ndarray) -> np.ndarray:
@@ -49,7 +47,6 @@ class PatternTransfer(Base):
     """``g + D w``: GRACE's mascon value plus WaterGAP's sub-mascon deviation, where
     ``D = I − E A`` removes mascon means. Conserves GRACE exactly by construction."""
 
-    name = "pattern_transfer"
     needs_grace: ClassVar[bool] = True
 
     def predict_cells(self, grids: Grids, months: np.ndarray) -> np.ndarray:

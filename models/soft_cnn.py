@@ -17,16 +17,37 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from models.training import TrainConfig, Trainer
+from models.settings import TrainConfig
 from suite import cache
 from suite.downscaler import DOWNSCALERS, Base
+from suite.errors import ConfigError
 from suite.grids import Grids
 
-_PARAMS = {f.name for f in dataclasses.fields(TrainConfig)} - {"loss"}
+if TYPE_CHECKING:
+    from models.training import Trainer
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name != "loss"}
+INSTALL = "pip install 'twsbench[cnn]' (torch==2.13.0 on CPU; see the README for CUDA)"
+
+
+def torch_installed() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_torch(name: str) -> None:
+    """Raise one line saying how to install torch when it is missing."""
+    if not torch_installed():
+        raise ConfigError(f"[models] names: {name}: expected torch, which the CNN downscalers "
+                          f"need (install the cnn extra: {INSTALL}), found it not "
+                          f"installed")
 
 
 class SoftCNN(Base):
@@ -36,30 +57,32 @@ class SoftCNN(Base):
     ----------
     seed
         Seed of the weights' initialisation and of the batch order.
+    device
+        ``"cpu"`` or ``"cuda"``.
     checkpoint_dir
-        Where checkpoints go (default: the cache, keyed by grids, parameters and seed); a
-        finished checkpoint there is reused instead of training again.
+        Where checkpoints go (default: the cache, keyed by grids, parameters, seed and
+        device); a finished checkpoint there is reused instead of training again.
     **params
-        Any field of :class:`models.training.TrainConfig` except ``loss``.
+        Any field of :class:`models.settings.TrainConfig` except ``loss``.
     """
 
-    name = "soft_cnn"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
     needs_grace: ClassVar[bool] = False
     stochastic: ClassVar[bool] = True
+    defaults: ClassVar[dict[str, Any]] = {**_DEFAULTS, "checkpoint_dir": None}
+    param_types: ClassVar[dict[str, tuple[type, ...]]] = {"checkpoint_dir": (str, Path)}
     loss: ClassVar[str] = "dynamic"
 
-    def __init__(self, seed: int = 0, checkpoint_dir: str | Path | None = None,
-                 **params: Any):
-        unknown = set(params) - _PARAMS
-        if unknown:
-            raise TypeError(f"{self.name}: expected parameters among {', '.join(sorted(_PARAMS))}"
-                            f", found {', '.join(sorted(unknown))}")
-        if "lambdas" in params:
-            params["lambdas"] = tuple(params["lambdas"])
-        self.seed = seed
-        self.config = TrainConfig(loss=self.loss, **params)
-        self.checkpoint_dir = checkpoint_dir
+    @classmethod
+    def available(cls) -> bool:
+        return torch_installed()
+
+    def __init__(self, seed: int = 0, device: str = "cpu", **params: Any):
+        require_torch(self.name)
+        super().__init__(seed, device, **params)
+        train = {k: v for k, v in self.params.items() if k != "checkpoint_dir"}
+        self.config = TrainConfig(loss=self.loss, **train)
+        self.checkpoint_dir = self.params["checkpoint_dir"]
         self.trainer: Trainer | None = None
 
     def _checkpoints(self, grids: Grids, train: np.ndarray) -> Path:
@@ -67,18 +90,21 @@ class SoftCNN(Base):
             return Path(self.checkpoint_dir)
         key = json.dumps({"grids": grids.attrs.get("cache_key"), "name": self.name,
                           "config": dataclasses.asdict(self.config), "seed": self.seed,
-                          "train": [str(m) for m in train]}, sort_keys=True)
+                          "device": self.device, "train": [str(m) for m in train]},
+                         sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         return cache.cache_dir() / "checkpoints" / f"{self.name}-{digest}"
 
     def fit(self, grids: Grids, months: np.ndarray, validation: np.ndarray | None = None
             ) -> None:
+        from models.training import Trainer
+
         months = np.asarray(months, dtype="datetime64[M]")
         if validation is None:  # the grids' validation months not used for training
             validation = grids.split_months("validation")
             validation = validation[~np.isin(validation, months)]
         self.trainer = Trainer(grids, self.config, self.seed,
-                               self._checkpoints(grids, months))
+                               self._checkpoints(grids, months), device=self.device)
         self.trainer.fit(months, np.asarray(validation, dtype="datetime64[M]"))
 
     @property
@@ -96,23 +122,19 @@ class SoftCNN(Base):
 
 @DOWNSCALERS.register("soft_cnn")
 class SoftCNNDynamic(SoftCNN):
-    name = "soft_cnn"
     loss = "dynamic"
 
 
 @DOWNSCALERS.register("soft_cnn_static")
 class SoftCNNStatic(SoftCNN):
-    name = "soft_cnn_static"
     loss = "static"
 
 
 @DOWNSCALERS.register("soft_cnn_obs_only")
 class SoftCNNObsOnly(SoftCNN):
-    name = "soft_cnn_obs_only"
     loss = "obs_only"
 
 
 @DOWNSCALERS.register("seda_loss")
 class SedaLoss(SoftCNN):
-    name = "seda_loss"
     loss = "seda"

@@ -24,43 +24,12 @@ import torch
 
 from models import losses
 from models.network import UNet, receptive_radius
+from models.settings import LOSSES, TrainConfig  # noqa: F401  (re-exported)
 from suite import cache
 from suite.backend import torch_device
 from suite.grids import Grids
 
 log = logging.getLogger(__name__)
-
-LOSSES = ("dynamic", "static", "obs_only", "seda")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Choices of the network and its training (all exposed in the run config).
-
-    ``lambdas`` are the pattern weights for (WaterGAP, ERA5 storage); ``ema`` the decay of the
-    dynamic weights' average; ``sigma_floor`` (mm) the smallest GRACE σ in ``L_obs``.
-    """
-
-    loss: str = "dynamic"
-    epochs: int = 30
-    patience: int = 5
-    lr: float = 2e-3
-    batch_months: int = 8
-    base_channels: int = 16
-    depth: int = 3
-    lambdas: tuple[float, float] = (1.0, 0.5)
-    ema: float = 0.9
-    sigma_floor: float = 10.0
-    grace_input: bool = False
-    train_tile: int = 128
-    infer_pixels: int = 600_000
-    infer_core: int = 64
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, found {self.loss!r}")
-
 
 @dataclass
 class Region:
@@ -108,11 +77,11 @@ class Trainer:
     """Fits one network (one seed) on prepared grids and predicts any months."""
 
     def __init__(self, grids: Grids, config: TrainConfig, seed: int,
-                 checkpoint_dir: str | Path | None = None):
+                 checkpoint_dir: str | Path | None = None, device: str = "cpu"):
         self.grids = grids
         self.config = config
         self.seed = seed
-        self.device = torch.device(torch_device(config.device))
+        self.device = torch.device(torch_device(device))
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         gm = grids.grace[grids.has_grace]
         self.scale = float(np.nanstd(gm)) if gm.size else 1.0

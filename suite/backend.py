@@ -13,6 +13,8 @@ from types import ModuleType
 
 import numpy as np
 
+from suite.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -31,20 +33,44 @@ def cupy_available() -> bool:
         return False
 
 
+@functools.cache
+def torch_cuda_available() -> bool:
+    """Whether torch is installed and sees a CUDA device (imports torch once)."""
+    try:
+        import torch
+    except Exception:
+        return False
+    try:
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
 def resolve(device: str = "auto") -> str:
-    """``"cpu"`` or ``"cuda"`` for a requested device (``auto`` picks CUDA when present)."""
+    """``"cpu"`` or ``"cuda"`` for a requested device: the one setting that governs the CuPy
+    kernels and the torch models alike (``auto`` picks CUDA when CuPy or torch sees a GPU).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown device, or ``cuda`` on a machine where neither sees a GPU.
+    """
     if device not in DEVICES:
-        raise ValueError(f"device: expected one of {', '.join(DEVICES)}, found {device!r}")
-    if device == "auto":
-        return "cuda" if cupy_available() else "cpu"
-    if device == "cuda" and not cupy_available():
-        raise RuntimeError("device: expected a CUDA GPU reachable by CuPy, found none")
-    return device
+        raise ConfigError(f"[compute] device: expected one of {', '.join(DEVICES)}, found "
+                          f"{device!r}")
+    if device == "cpu":
+        return "cpu"
+    present = cupy_available() or torch_cuda_available()
+    if device == "cuda" and not present:
+        raise ConfigError("[compute] device: expected a CUDA GPU visible to CuPy or torch, "
+                          "found none")
+    return "cuda" if present else "cpu"
 
 
 def get_xp(device: str = "auto") -> ModuleType:
-    """The array module for ``device``: :mod:`numpy` or :mod:`cupy`."""
-    if resolve(device) == "cuda":
+    """The array module for ``device``: :mod:`cupy` on CUDA when CuPy is installed, else
+    :mod:`numpy`."""
+    if resolve(device) == "cuda" and cupy_available():
         import cupy
 
         return cupy
@@ -87,13 +113,16 @@ def synchronize(xp: ModuleType) -> None:
 
 
 def torch_device(device: str = "auto") -> str:
-    """The torch device string for ``device`` (``auto``: CUDA when torch sees a GPU)."""
-    if device not in DEVICES:
-        raise ValueError(f"device: expected one of {', '.join(DEVICES)}, found {device!r}")
-    import torch
+    """The torch device string for ``device`` (resolved as :func:`resolve` does).
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: expected a CUDA GPU visible to torch, found none")
-    return device
+    Raises
+    ------
+    ConfigError
+        When the device is CUDA but torch cannot use it (a CPU build of torch).
+    """
+    resolved = resolve(device)
+    if resolved == "cuda" and not torch_cuda_available():
+        raise ConfigError("[compute] device: expected a CUDA build of torch for device cuda, "
+                          "found torch without CUDA (install a CUDA build of torch, or set "
+                          "device = \"cpu\")")
+    return resolved

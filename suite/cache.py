@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,35 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+#: The packages whose source decides results; their whole trees enter run ids and cache keys.
+PACKAGES = ("suite", "baselines", "models")
+
+
+def package_dir(name: str) -> Path:
+    """The folder of an importable package (without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"expected an importable package, found none named {name!r}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def source_hash(packages: Sequence[str], extra: Sequence[Path] = ()) -> str:
+    """Hash of the source of whole packages (every ``*.py`` under each, by relative path and
+    content) and of ``extra`` files: any edit anywhere in them gives a new value."""
+    digest = hashlib.sha256()
+    for name in packages:
+        root = package_dir(name)
+        for path in sorted(root.rglob("*.py")):
+            digest.update(f"{name}/{path.relative_to(root).as_posix()}\0".encode())
+            digest.update(path.read_bytes())
+    for path in extra:
+        digest.update(f"{Path(path).name}\0".encode())
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def alive(pid: int) -> bool:

@@ -82,19 +82,21 @@ class Compute:
     chunk_months: int = 12
 
 
-#: Every registered downscaler: the default run compares them all.
-ALL_MODELS = ("mascon", "bilinear", "pattern_transfer", "random_forest", "lightgbm",
-              "soft_cnn", "soft_cnn_static", "soft_cnn_obs_only", "seda_loss")
-
-
 @dataclass(frozen=True)
 class Models:
     """Which downscalers run, with which seeds, and their parameters
-    (``[models.params.NAME]`` tables)."""
+    (``[models.params.NAME]`` tables).
 
-    names: tuple[str, ...] = ALL_MODELS
+    ``names`` left out runs every registered downscaler; ``plugins`` are modules imported
+    first, which register downscalers of their own (searched beside the config file too).
+    Names, parameters and plug-ins are checked against the registry by the harness
+    (:mod:`suite.plan`), not here.
+    """
+
+    names: tuple[str, ...] | None = None
     seeds: tuple[int, ...] = (0,)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    plugins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,12 @@ _SECTIONS = {"inputs": Inputs, "twin": Twin, "domain": DomainConfig, "period": P
              "report": Report}
 
 
+_ELEMENT = {"str": (str,), "int": (int,), "float": (float, int)}
+_WORDS = {"str": "strings", "int": "integers", "float": "numbers"}
+
+
 def _build(cls, table: dict[str, Any], where: str):
+    """One section from its TOML table, each value checked against the field's type."""
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(table) - set(known))
     if unknown:
@@ -162,21 +169,30 @@ def _build(cls, table: dict[str, Any], where: str):
                           f"unknown {', '.join(unknown)}")
     values = {}
     for name, value in table.items():
-        default = getattr(cls(), name)
+        kind = str(known[name].type)  # e.g. "tuple[str, ...] | None", "int", "str | None"
         if name == "params":
             if not isinstance(value, dict) or not all(isinstance(v, dict)
                                                       for v in value.values()):
                 raise ConfigError(f"[{where}] params: expected tables [models.params.NAME], "
                                   f"found {value!r}")
-        elif isinstance(default, tuple) or (name == "bbox" and value is not None):
-            if isinstance(value, str):
+        elif kind.startswith("tuple["):
+            element = kind[len("tuple["):].split(",")[0].strip()
+            if isinstance(value, str) and element == "str":
                 value = [value]
             if not isinstance(value, list):
                 raise ConfigError(f"[{where}] {name}: expected a list, found {value!r}")
+            allowed = _ELEMENT.get(element, (object,))
+            bad = [v for v in value if not isinstance(v, allowed) or isinstance(v, bool)]
+            if bad:
+                raise ConfigError(f"[{where}] {name}: expected a list of {_WORDS[element]}, "
+                                  f"found {bad[0]!r}")
             value = tuple(value)
-        elif isinstance(default, bool) or isinstance(default, int):
+        elif kind == "int":
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"[{where}] {name}: expected an integer, found {value!r}")
+        elif kind.startswith("str"):
+            if not isinstance(value, str):
+                raise ConfigError(f"[{where}] {name}: expected a string, found {value!r}")
         values[name] = value
     return cls(**values)
 
@@ -228,6 +244,10 @@ def validate(config: Config) -> None:
     if inputs.is_twin and (inputs.wghm or inputs.era5 or inputs.truth):
         raise ConfigError("[inputs]: expected grace with wghm and era5 (or no [inputs] for the "
                           "twin world), found no grace")
+    bbox = config.domain.bbox
+    if bbox is not None and len(bbox) != 4:
+        raise ConfigError(f"[domain] bbox: expected [south, north, west, east], found "
+                          f"{list(bbox)!r}")
     config.domain.resolve()
     months = {}
     for key in ("start", "end", "baseline_start", "baseline_end"):
@@ -251,38 +271,48 @@ def validate(config: Config) -> None:
     if config.compute.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"[compute] device: expected auto, cpu or cuda, found "
                           f"{config.compute.device!r}")
-    _validate_models(config)
+    _validate_models(config.models)
+    _validate_ranking(config)
     if config.compute.chunk_months < 1:
         raise ConfigError(f"[compute] chunk_months: expected >= 1, found "
                           f"{config.compute.chunk_months}")
 
 
-def _validate_models(config: Config) -> None:
-    from suite.downscaler import CONSERVE, known_names
-
-    known = known_names()
-    names = config.models.names
-    if not names:
-        raise ConfigError("[models] names: expected at least one model, found none")
-    for name in names:
-        if name.removesuffix(CONSERVE) not in known:
-            raise ConfigError(f"[models] names: expected names among {', '.join(known)} "
-                              f"(optionally with {CONSERVE}), found {name!r}")
-    for name in config.models.params:
-        if name.removesuffix(CONSERVE) not in known:
-            raise ConfigError(f"[models.params.{name}]: expected a known model, found {name!r}")
-    if len(set(names)) != len(names):
-        raise ConfigError("[models] names: expected each model once, found repeats")
-    if not config.models.seeds:
+def _validate_models(models: Models) -> None:
+    """Shapes only; the names are checked against the registry by :mod:`suite.plan`."""
+    names = models.names
+    if names is not None:
+        if not names:
+            raise ConfigError("[models] names: expected at least one model (or leave names "
+                              "out for every registered downscaler), found none")
+        bad = [n for n in names if not isinstance(n, str)]
+        if bad:
+            raise ConfigError(f"[models] names: expected model names (strings), found "
+                              f"{bad[0]!r}")
+        if len(set(names)) != len(names):
+            raise ConfigError("[models] names: expected each model once, found repeats")
+    if not models.seeds:
         raise ConfigError("[models] seeds: expected at least one seed, found none")
-    from suite.scores import SCORES
+    bad_seeds = [s for s in models.seeds if not isinstance(s, int) or isinstance(s, bool)
+                 or s < 0]
+    if bad_seeds:
+        raise ConfigError(f"[models] seeds: expected non-negative integers, found "
+                          f"{bad_seeds[0]!r}")
+    if len(set(models.seeds)) != len(models.seeds):
+        raise ConfigError("[models] seeds: expected each seed once, found repeats")
+    bad = [p for p in models.plugins if not isinstance(p, str)
+           or not all(part.isidentifier() for part in p.split("."))]
+    if bad:
+        raise ConfigError(f"[models] plugins: expected module names (e.g. "
+                          f"'my_package.my_module'), found {bad[0]!r}")
 
-    valid = {"auto", *(s.name for s in SCORES), "r_submascon_truth"}
-    if config.ranking.metric not in valid:
-        raise ConfigError(f"[ranking] metric: expected auto or a score name (e.g. "
-                          f"nse_fine_truth, nse_mascon_grace), found {config.ranking.metric!r}")
+
+def _validate_ranking(config: Config) -> None:
     from suite.splits import NAMES
 
+    if not isinstance(config.ranking.metric, str):
+        raise ConfigError(f"[ranking] metric: expected a score name, found "
+                          f"{config.ranking.metric!r}")
     for key in ("report_split", "choose_split"):
         if getattr(config.ranking, key) not in NAMES:
             raise ConfigError(f"[ranking] {key}: expected one of {', '.join(NAMES)}, found "
@@ -293,8 +323,16 @@ def _validate_models(config: Config) -> None:
     for month in config.report.map_months:
         try:
             np.datetime64(month, "M")
-        except ValueError as err:
+        except (ValueError, TypeError) as err:
             raise ConfigError(f"[report] map_months: expected YYYY-MM, found {month!r}") from err
+
+
+def from_plain(plain: dict[str, Any], source: str) -> Config:
+    """A config back from :func:`as_plain` (as saved in a run's ``meta.json``)."""
+    table = {section: {k: v for k, v in values.items() if v is not None}
+             for section, values in plain.items()
+             if section != "source" and isinstance(values, dict)}
+    return parse(table, source)
 
 
 def as_plain(obj: Any) -> Any:

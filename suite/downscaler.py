@@ -1,59 +1,212 @@
-"""The ``Downscaler`` protocol, the registry of downscalers, and the exact-conservation
+"""The ``Downscaler`` contract, the registry of downscalers, and the exact-conservation
 wrapper ``+conserve``.
 
 A downscaler sees only :class:`suite.grids.Grids` (never the twin's truth). It is fitted on
-some months and predicts any months as a (time, lat, lon) field in mm on the domain's 0.5°
-cells, NaN off land.
+some months and predicts any months as a (months, cells) array in mm on the domain's 0.5°
+land cells. :class:`Downscaler` lists everything the harness (``twsbench run`` and
+``twsbench release``) calls; :class:`Base` supplies the defaults, so a new downscaler is a
+subclass with ``predict_cells`` (and ``fit`` when it learns), registered by name::
+
+    @DOWNSCALERS.register("my_model")
+    class MyModel(Base):
+        defaults = {"alpha": 1.0}
+
+        def predict_cells(self, grids, months): ...
+
+Downscalers outside twsbench are found through ``[models] plugins`` in the run config (module
+names, imported before the names are checked) and the entry-point group
+``twsbench.downscalers`` (an entry point names a module that registers, or a class that is
+registered under the entry point's name).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import xarray as xr
 
 from suite import kernels
+from suite.errors import ConfigError
 from suite.grids import Grids
 from suite.registry import Registry
 
+log = logging.getLogger(__name__)
+
 CONSERVE = "+conserve"
+ENTRY_POINTS = "twsbench.downscalers"
 
 
 @runtime_checkable
 class Downscaler(Protocol):
-    """What the harness needs of a downscaler."""
+    """Everything the harness needs of a downscaler.
+
+    Construction
+        ``cls(seed=0, device="cpu", **params)``. ``seed`` seeds anything random (a model
+        whose output does not depend on it says ``stochastic = False``); ``device`` is
+        ``"cpu"`` or ``"cuda"``, one of ``devices``, chosen by the run's ``[compute] device``;
+        ``params`` come from the config's ``[models.params.NAME]`` table. Unknown parameters
+        and values of the wrong type raise :class:`suite.errors.ConfigError`.
+
+    Attributes
+    ----------
+    name
+        The registered name (set by :meth:`suite.registry.Registry.register`).
+    devices
+        Devices the model can run on (``("cpu",)`` or ``("cpu", "cuda")``).
+    needs_grace
+        True when the model predicts only months with GRACE (NaN in the others).
+    stochastic
+        True when the output depends on ``seed``: the harness runs it once per seed of the
+        config and releases the seed ensemble; otherwise once.
+    history
+        Per-epoch training records (dicts) for the report; empty for other models.
+    """
 
     name: str
     devices: tuple[str, ...]
-    needs_grace: bool  # predicts only months with GRACE (NaN elsewhere)
+    needs_grace: bool
+    stochastic: bool
 
-    def fit(self, grids: Grids, months: np.ndarray) -> None: ...
+    def __init__(self, seed: int = 0, device: str = "cpu", **params: Any) -> None: ...
 
-    def predict(self, grids: Grids, months: np.ndarray) -> xr.DataArray: ...
+    @classmethod
+    def available(cls) -> bool:
+        """Whether this machine has what the model needs (e.g. torch); a config that leaves
+        out ``names`` runs only the available models."""
+        ...
+
+    @property
+    def history(self) -> list[dict]: ...
+
+    def fit(self, grids: Grids, months: np.ndarray) -> None:
+        """Learn from ``months`` (``datetime64[M]``, all with grids; GRACE where
+        ``grids.has_grace``)."""
+
+    def covers(self, grids: Grids, months: np.ndarray) -> np.ndarray:
+        """Boolean per month: which of ``months`` are predicted (the others are NaN)."""
+        ...
+
+    def predict_cells(self, grids: Grids, months: np.ndarray) -> np.ndarray:
+        """``(months, cells)`` float64 predictions in mm, NaN exactly where not covered."""
+        ...
+
+    def predict(self, grids: Grids, months: np.ndarray) -> xr.DataArray:
+        """The same on the (time, lat, lon) grid, NaN off land, ``units = "mm"``."""
+        ...
 
 
-DOWNSCALERS: Registry[type] = Registry("downscaler")
+DOWNSCALERS: Registry[type] = Registry("downscaler", names_classes=True)
+
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+          tuple: "a list", list: "a list", type(None): "nothing"}
+
+
+def _expected(types: tuple[type, ...]) -> str:
+    if float in types:  # a number covers the integers
+        types = tuple(t for t in types if t is not int)
+    return " or ".join(dict.fromkeys(_KINDS.get(t, t.__name__) for t in types))
+
+
+def check_params(name: str, defaults: dict[str, Any], params: dict[str, Any],
+                 types: dict[str, tuple[type, ...]] | None = None) -> dict[str, Any]:
+    """``defaults`` updated with ``params``, each checked against its default's type.
+
+    An int is a valid float; a list is a valid tuple (TOML has no tuples); a default of
+    ``None`` accepts anything unless ``types`` names the accepted types.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown parameter or a value of the wrong type, naming the config table.
+    """
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        known = ", ".join(sorted(defaults)) or "none"
+        raise ConfigError(f"[models.params.{name}]: expected parameters among {known}, found "
+                          f"unknown {', '.join(unknown)}")
+    out = dict(defaults)
+    for key, value in params.items():
+        default = defaults[key]
+        allowed = (types or {}).get(key)
+        if allowed is None:
+            if default is None:
+                out[key] = value
+                continue
+            allowed = {bool: (bool,), int: (int,), float: (float, int), str: (str,),
+                       tuple: (tuple, list)}.get(type(default), (type(default),))
+        ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+        if ok and isinstance(value, (list, tuple)) and isinstance(default, tuple):
+            ok = len(value) == len(default) and all(
+                isinstance(v, type(d)) or (isinstance(d, float) and isinstance(v, int)
+                                           and not isinstance(v, bool))
+                for v, d in zip(value, default, strict=True))
+            if ok:
+                value = tuple(float(v) if isinstance(d, float) else v
+                              for v, d in zip(value, default, strict=True))
+        elif ok and isinstance(default, float) and isinstance(value, int):
+            value = float(value)
+        if not ok:
+            want = _expected(allowed)
+            if isinstance(default, tuple):
+                want = f"a list of {len(default)} like {list(default)}"
+            raise ConfigError(f"[models.params.{name}] {key}: expected {want}, found "
+                              f"{value!r}")
+        out[key] = value
+    return out
 
 
 class Base:
-    """Shared plumbing: parameters, month bookkeeping and the output array."""
+    """The defaults of the :class:`Downscaler` contract: parameters, month bookkeeping and
+    the output array. Subclasses set ``defaults`` (their parameters) and implement
+    ``predict_cells``, and ``fit`` when they learn.
+
+    Parameters
+    ----------
+    seed
+        Random seed.
+    device
+        ``"cpu"`` or ``"cuda"`` (one of ``devices``).
+    **params
+        Values for the keys of ``defaults``; the merged set is ``self.params``.
+    """
 
     name: ClassVar[str] = "base"
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     needs_grace: ClassVar[bool] = False
-    stochastic: ClassVar[bool] = False  # output depends on the seed (run once per seed)
+    stochastic: ClassVar[bool] = False
+    #: parameters and their defaults; the type of each default is the type accepted
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: accepted types where the default's type does not say (e.g. a default of ``None``)
+    param_types: ClassVar[dict[str, tuple[type, ...]]] = {}
 
-    def __init__(self, seed: int = 0, **params: Any):
-        if params:
-            raise TypeError(f"{self.name}: expected no parameters, found {', '.join(params)}")
-        self.seed = seed
+    def __init__(self, seed: int = 0, device: str = "cpu", **params: Any):
+        if device not in self.devices:
+            raise ConfigError(f"{self.name}: expected a device among "
+                              f"{', '.join(self.devices)}, found {device!r}")
+        self.seed = int(seed)
+        self.device = device
+        self.params = check_params(self.name, self.defaults, params, self.param_types)
+
+    @classmethod
+    def available(cls) -> bool:
+        return True
+
+    @property
+    def history(self) -> list[dict]:
+        return []
 
     def fit(self, grids: Grids, months: np.ndarray) -> None:
         """Most baselines learn nothing."""
 
     def covers(self, grids: Grids, months: np.ndarray) -> np.ndarray:
-        """Which of ``months`` this model predicts (the others come back NaN)."""
         pos = grids.month_index(months)
         return grids.has_grace[pos] if self.needs_grace else np.ones(pos.size, dtype=bool)
 
@@ -65,8 +218,7 @@ class Base:
         return out
 
     def predict_cells(self, grids: Grids, months: np.ndarray) -> np.ndarray:
-        """``(months, cells)`` predictions in mm."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement predict_cells")
 
 
 def conserve(grids: Grids, months: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -89,13 +241,19 @@ def conserve(grids: Grids, months: np.ndarray, values: np.ndarray) -> np.ndarray
 class Conserved(Base):
     """Any downscaler followed by exact conservation on months with GRACE."""
 
-    def __init__(self, inner: Base):
+    def __init__(self, inner: Downscaler):
         self.inner = inner
-        self.name = inner.name + CONSERVE
-        self.devices = inner.devices
-        self.needs_grace = inner.needs_grace
-        self.stochastic = inner.stochastic
-        self.seed = inner.seed
+        self.name = inner.name + CONSERVE  # type: ignore[misc]
+        self.devices = inner.devices  # type: ignore[misc]
+        self.needs_grace = inner.needs_grace  # type: ignore[misc]
+        self.stochastic = inner.stochastic  # type: ignore[misc]
+        self.seed = getattr(inner, "seed", 0)
+        self.device = getattr(inner, "device", "cpu")
+        self.params = getattr(inner, "params", {})
+
+    @property
+    def history(self) -> list[dict]:
+        return self.inner.history
 
     def fit(self, grids: Grids, months: np.ndarray) -> None:
         self.inner.fit(grids, months)
@@ -106,38 +264,108 @@ class Conserved(Base):
     def predict_cells(self, grids: Grids, months: np.ndarray) -> np.ndarray:
         return conserve(grids, months, self.inner.predict_cells(grids, months))
 
-    def __getattr__(self, item: str) -> Any:  # metadata of the inner model (e.g. uncertainty)
-        inner = self.__dict__.get("inner")
-        if inner is None:
-            raise AttributeError(item)
-        return getattr(inner, item)
+
+# ---- finding downscalers -------------------------------------------------------------------
+
+_broken: dict[str, str] = {}  # entry points that failed to load: name -> why
+_discovered = False
 
 
-def make(name: str, seed: int = 0, params: dict[str, Any] | None = None) -> Base:
+def discover() -> None:
+    """Register the built-in downscalers and those of installed packages' entry points
+    (group ``twsbench.downscalers``), once per process.
+
+    An entry point that fails to load is remembered (:func:`broken`); naming it in a config
+    gives the reason as a :class:`ConfigError`.
+    """
+    global _discovered
+    if _discovered:
+        return
+    import baselines  # noqa: F401  (registers the classical downscalers)
+    import models  # noqa: F401  (registers the CNNs; torch is needed only to fit them)
+
+    _discovered = True
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINTS):
+        try:
+            obj = ep.load()
+        except Exception as err:  # a broken third-party package must not stop other runs
+            _broken[ep.name] = (f"entry point {ep.name} = {ep.value} (group {ENTRY_POINTS}): "
+                                f"expected an importable downscaler, found "
+                                f"{type(err).__name__}: {err}")
+            log.info("%s", _broken[ep.name])
+            continue
+        if isinstance(obj, type) and ep.name not in DOWNSCALERS:
+            DOWNSCALERS.register(ep.name)(obj)
+
+
+def broken() -> dict[str, str]:
+    """Entry points that failed to load: name → the reason."""
+    discover()
+    return dict(_broken)
+
+
+def load_plugins(modules: Sequence[str], search: Sequence[Path] = ()) -> list[ModuleType]:
+    """Import the plug-in ``modules`` (dotted names), which register downscalers.
+
+    ``search`` folders (the run config's folder) are put in front of ``sys.path``, so a
+    ``my_downscalers.py`` beside the config is found without installing it.
+
+    Raises
+    ------
+    ConfigError
+        For a module that cannot be imported, naming it and why.
+    """
+    discover()
+    for folder in reversed([str(Path(p).resolve()) for p in search]):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    out = []
+    for name in modules:
+        try:
+            out.append(importlib.import_module(name))
+        except ModuleNotFoundError as err:
+            raise ConfigError(f"[models] plugins: expected an importable module, found no "
+                              f"module named {err.name!r} (importing {name!r})") from err
+        except Exception as err:
+            raise ConfigError(f"[models] plugins: expected module {name!r} to import, found "
+                              f"{type(err).__name__}: {err}") from err
+    return out
+
+
+def get_class(name: str) -> type:
+    """The registered class of ``name`` (``NAME+conserve``: of ``NAME``).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name (listing the known ones) or an entry point that failed to load.
+    """
+    discover()
+    base = name.removesuffix(CONSERVE)
+    if base in _broken and base not in DOWNSCALERS:
+        raise ConfigError(_broken[base])
+    if base not in DOWNSCALERS:
+        raise ConfigError(f"[models] names: expected names among {', '.join(DOWNSCALERS)} "
+                          f"(optionally with {CONSERVE}), found {name!r}")
+    return DOWNSCALERS.get(base)
+
+
+def make(name: str, seed: int = 0, params: dict[str, Any] | None = None,
+         device: str = "cpu") -> Base:
     """A downscaler by registered name; ``NAME+conserve`` wraps it in :class:`Conserved`.
 
     Raises
     ------
-    UnknownNameError
-        For a name that is not registered (the message lists the known names).
+    ConfigError
+        For an unknown name (the message lists the known names), an unknown parameter or a
+        parameter of the wrong type.
     """
-    import baselines  # noqa: F401  (registers the classical downscalers)
-
-    try:
-        import models  # noqa: F401  (registers the deep downscalers)
-    except ImportError:  # torch missing: the classical ones still work
-        pass
-    base_name = name.removesuffix(CONSERVE)
-    cls = DOWNSCALERS.get(base_name)
-    model = cls(seed=seed, **(params or {}))
+    model = get_class(name)(seed=seed, device=device, **(params or {}))
     return Conserved(model) if name.endswith(CONSERVE) else model
 
 
 def known_names() -> list[str]:
-    import baselines  # noqa: F401
-
-    try:
-        import models  # noqa: F401
-    except ImportError:
-        pass
-    return DOWNSCALERS.names()
+    """Every registered name (built-in, entry points and plug-ins loaded so far), in the order
+    they were registered: the baselines, the CNNs, then other packages'."""
+    discover()
+    return DOWNSCALERS.registered()

@@ -38,14 +38,6 @@ from suite.splits import make_splits
 log = logging.getLogger(__name__)
 Stage = Callable[[str], None]
 
-#: Modules whose code decides the prepared grids (their source text enters the cache key).
-_GRID_CODE = ("suite.prepare", "suite.kernels", "suite.regrid", "suite.splits", "suite.grids",
-              "suite.mascons", "suite.landmask", "suite.readers.grace", "suite.readers.wghm",
-              "suite.readers.era5", "suite.readers._netcdf", "suite.months")
-_TWIN_CODE = ("suite.twin.world", "suite.twin.products", "suite.twin.writers",
-              "suite.twin.fields", "suite.mascons", "suite.landmask")
-
-
 @dataclass(frozen=True)
 class InputFiles:
     grace: Path
@@ -58,14 +50,9 @@ class InputFiles:
         return [self.grace, *self.grace_companions, self.wghm, *self.era5]
 
 
-def code_hash(modules: tuple[str, ...]) -> str:
-    """Hash of the source text of ``modules``."""
-    import importlib
-
-    digest = hashlib.sha256()
-    for name in modules:
-        digest.update(Path(importlib.import_module(name).__file__).read_bytes())
-    return digest.hexdigest()[:16]
+def code_hash() -> str:
+    """Hash of the source of the whole ``suite``, ``baselines`` and ``models`` packages."""
+    return cache.source_hash(cache.PACKAGES)
 
 
 def file_hash(path: Path) -> str:
@@ -87,7 +74,7 @@ def twin_inputs(domain: Domain, seed: int, stage: Stage | None = None) -> InputF
     """The twin world's files for ``domain`` and ``seed``, generated once into the cache."""
     from suite.twin import WorldFiles, make_world
 
-    name = f"{domain.name}-seed{seed}-{code_hash(_TWIN_CODE)}"
+    name = f"{domain.name}-seed{seed}-{cache.source_hash(('suite',))}"  # all it imports
     target = cache.cache_dir() / "twin" / name
     files = WorldFiles.in_dir(target)
     if not all(p.exists() for p in files.all()):
@@ -108,10 +95,34 @@ def twin_inputs(domain: Domain, seed: int, stage: Stage | None = None) -> InputF
                       truth=files.truth)
 
 
+def check_inputs(config: Config) -> None:
+    """Each file of ``[inputs]`` exists, is a file and is not empty."""
+    i = config.inputs
+    if i.is_twin:
+        return
+    named: list[tuple[str, str | None]] = [("grace", i.grace), ("wghm", i.wghm),
+                                           *(("era5", p) for p in i.era5),
+                                           ("truth", i.truth),
+                                           *(("grace_companions", p)
+                                             for p in i.grace_companions)]
+    for key, value in named:
+        if value is None:
+            continue
+        path = Path(value)
+        if not path.exists():
+            raise InputError(path, f"[inputs] {key}", "an existing file", "no such file")
+        if path.is_dir():
+            raise InputError(path, f"[inputs] {key}", "a file", "a directory")
+        if path.stat().st_size == 0:
+            raise InputError(path, f"[inputs] {key}", "a netCDF or zip file",
+                             "an empty file (0 bytes)")
+
+
 def resolve_inputs(config: Config, stage: Stage | None = None) -> InputFiles:
     """Input files of a config: its ``[inputs]`` or the (cached) twin world."""
     if config.inputs.is_twin:
         return twin_inputs(config.domain.resolve(), config.twin.seed, stage)
+    check_inputs(config)
     i = config.inputs
     return InputFiles(grace=Path(i.grace), wghm=Path(i.wghm), era5=tuple(map(Path, i.era5)),
                       truth=Path(i.truth) if i.truth else None,
@@ -122,7 +133,7 @@ def cache_key(files: InputFiles, config: Config) -> str:
     """Key of prepared grids: input contents, the grid-relevant config and the code."""
     key = config.grids_key()
     key["inputs"] = {"files": [file_hash(p) for p in files.for_key()]}
-    key["code"] = code_hash(_GRID_CODE)
+    key["code"] = code_hash()
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 

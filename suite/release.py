@@ -26,9 +26,11 @@ import pandas as pd
 
 from suite import __version__, cache, grid
 from suite import months as mo
-from suite.config import parse
-from suite.downscaler import make
+from suite.config import Config, from_plain
+from suite.downscaler import get_class
+from suite.ensemble import Ensemble
 from suite.errors import ConfigError, InputError
+from suite.plan import ModelRun, load, plan
 from suite.prepare import prepare
 from suite.report import ranking_metric
 from suite.scores import higher_is_better
@@ -45,17 +47,41 @@ REFERENCES = (
     "Hersbach et al. (2023), ERA5 monthly single levels, doi:10.24381/cds.f17050d7")
 
 
+def run_config(run_dir: Path, meta: dict) -> Config:
+    """The config a run was made with (its plug-ins searched beside the original file)."""
+    source = meta.get("config_source") or str(run_dir / "meta.json")
+    config = from_plain(meta["config"], source)
+    load(config)
+    return config
+
+
+def scored_runs(config: Config, meta: dict, name: str) -> list[ModelRun]:
+    """The seeds and parameters ``name`` was scored with, resolved by :func:`suite.plan.plan`
+    as ``run`` did; a run folder that recorded something else (an older version of the code)
+    is refused rather than released with other settings."""
+    runs = [r for r in plan(config) if r.name == name]
+    recorded = [{k: v for k, v in r.items() if k != "device"} for r in meta.get("runs", [])
+                if r["name"] == name]
+    now = [json.loads(json.dumps({"name": r.name, "seed": r.seed, "params": r.params},
+                                 default=str)) for r in runs]
+    if recorded and recorded != now:
+        raise ConfigError(f"{name}: expected the seeds and parameters the run scored "
+                          f"({json.dumps(recorded)}), found {json.dumps(now)} resolved now")
+    return runs
+
+
 def choose_model(run_dir: Path) -> tuple[str, dict]:
     """The best model of a run that predicts every month, by the run's ranking on its choice
     split (mean over seeds)."""
     meta = json.loads((run_dir / "meta.json").read_text())
+    run_config(run_dir, meta)  # plug-ins registered
     scores = pd.read_csv(run_dir / "scores.csv")
     metric = ranking_metric(meta)
     ranking = meta["config"]["ranking"]
     sel = scores[(scores["split"] == ranking["choose_split"]) & (scores["metric"] == metric)
                  & (scores["region"] == ranking["region"])]
     means = sel.groupby("model")["value"].mean().dropna()
-    full = [m for m in means.index if not make(m).needs_grace]
+    full = [m for m in means.index if not get_class(m).needs_grace]
     if not full:
         raise ConfigError(f"{run_dir}: expected a model that predicts every month, found only "
                           f"models that need GRACE ({', '.join(means.index)})")
@@ -73,9 +99,9 @@ def release(run_dir: str | Path, out: str | Path | None = None, *, force: bool =
         raise InputError(run_dir / "meta.json", "-", "a run folder written by twsbench run",
                          "no such file")
     meta = json.loads((run_dir / "meta.json").read_text())
-    config = parse({k: v for k, v in meta["config"].items() if k != "source"},
-                   str(run_dir / "meta.json"))
+    config = run_config(run_dir, meta)
     name, choice = choose_model(run_dir)
+    runs = scored_runs(config, meta, name)
     out = Path(out) if out else run_dir / f"twsbench_{meta['run_id']}_{name}_200204_202212.nc"
     if out.exists() and not force:
         raise InputError(out, "-", "no product at the target (or --force)", "an existing file")
@@ -84,19 +110,12 @@ def release(run_dir: str | Path, out: str | Path | None = None, *, force: bool =
     stage(f"best model on {choice['split']}: {name} ({choice['metric']} {choice['value']:.4f})")
     grids, _, _ = prepare(config, stage=stage)
     with_grace = grids.months[grids.has_grace]
-    params = config.models.params.get(name.removesuffix("+conserve"), {})
-    probe = make(name, seed=0, params=params)
-    seeds = list(config.models.seeds) if probe.stochastic else [config.models.seeds[0]]
-    members = []
-    for seed in seeds:
-        stage(f"refitting {name} (seed {seed}) on the {with_grace.size} months with GRACE")
-        model = make(name, seed=seed, params=params)
-        # every month with GRACE trains: no validation months are left (no early stopping)
-        model.fit(grids, with_grace)
-        members.append(model.predict_cells(grids, grids.months))
-    stack = np.stack(members)
-    mean = stack.mean(axis=0)
-    spread = stack.std(axis=0, ddof=1) if len(members) > 1 else np.zeros_like(mean)
+    ensemble = Ensemble(runs)
+    # every month with GRACE trains: no validation months are left (no early stopping)
+    ensemble.fit(grids, with_grace, stage=stage)
+    mean = ensemble.predict_cells(grids, grids.months)
+    spread = ensemble.spread
+    seeds = ensemble.seeds
     sigma = grids.grace_sigma[:, grids.cell_mascon]
     sigma = np.where(np.isfinite(sigma), sigma, np.nanmean(grids.grace_sigma, axis=0)[
         grids.cell_mascon])
@@ -105,7 +124,8 @@ def release(run_dir: str | Path, out: str | Path | None = None, *, force: bool =
     headline = _headline(run_dir, meta, name)
     stage(f"writing {out}")
     write_product(out, grids, mean, uncertainty, meta, name, choice, headline, seeds,
-                  conservation=(float(np.mean(residual)), float(np.max(residual))))
+                  conservation=(float(np.mean(residual)), float(np.max(residual))),
+                  params=runs[0].params, device=runs[0].device)
     return out
 
 
@@ -121,7 +141,8 @@ def _headline(run_dir: Path, meta: dict, name: str) -> dict[str, float]:
 
 def write_product(path: Path, grids, twsa: np.ndarray, uncertainty: np.ndarray, meta: dict,
                   model: str, choice: dict, headline: dict, seeds: list[int],
-                  conservation: tuple[float, float]) -> None:
+                  conservation: tuple[float, float], params: dict | None = None,
+                  device: str = "cpu") -> None:
     """The CF-1.8 / ACDD-1.3 NetCDF4 file, written to a temporary name and renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.temp_path(path)
@@ -188,6 +209,9 @@ def write_product(path: Path, grids, twsa: np.ndarray, uncertainty: np.ndarray, 
             f[:] = grids.has_grace.astype("i1")
             ds.setncatts(_global_attrs(grids, meta, model, choice, headline, seeds,
                                        conservation, synthetic))
+            ds.setncatts({"model_params": json.dumps(params or {}, sort_keys=True,
+                                                     default=str),
+                          "model_device": device})
         # the sidecar goes in first: a product in place always has its checksum beside it
         cache.write_text(path.with_name(path.name + ".sha256"),
                          f"{cache.sha256_file(tmp)}  {path.name}\n")

@@ -23,9 +23,9 @@ import xarray as xr
 
 from suite import __version__, backend, cache
 from suite.config import Config, as_plain
-from suite.downscaler import CONSERVE, make
 from suite.grids import Grids
-from suite.prepare import code_hash, prepare, resolve_inputs
+from suite.plan import ModelRun, code_files, code_hash, plan
+from suite.prepare import prepare, resolve_inputs
 from suite.reference import truth_on_cells
 from suite.scores import COLUMNS, MONTHLY_COLUMNS, score_prediction
 from suite.timing import measure
@@ -34,34 +34,22 @@ log = logging.getLogger(__name__)
 Stage = Callable[[str], None]
 Progress = Callable[[str, int, int], None]
 
-_CODE = ("suite.run", "suite.scores", "suite.metrics", "suite.downscaler", "suite.prepare",
-         "baselines.simple", "baselines.learned", "baselines.interpolation",
-         "models.soft_cnn", "models.training", "models.network", "models.losses")
 DONE = "index.html"
 
 
-def run_id(config: Config) -> str:
-    """Hash of the config and the code version."""
+def run_id(config: Config, runs: list[ModelRun] | None = None) -> str:
+    """Hash of the config, what it runs (models, seeds, parameters, devices) and the code:
+    the whole ``suite``, ``baselines`` and ``models`` packages and the plug-in modules used."""
     import hashlib
 
+    runs = plan(config) if runs is None else runs
     plain = as_plain(config)
     plain.pop("source", None)
     plain["compute"].pop("scheduler", None)  # where it runs does not change the results
-    text = json.dumps({"config": plain, "version": __version__, "code": code_hash(_CODE)},
-                      sort_keys=True, default=str)
+    text = json.dumps({"config": plain, "version": __version__,
+                       "runs": [r.as_dict() for r in runs],
+                       "code": code_hash(code_files(config))}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _model_runs(config: Config) -> list[tuple[str, int, dict]]:
-    runs = []
-    for name in config.models.names:
-        base = name.removesuffix(CONSERVE)
-        params = dict(config.models.params.get(base, {}))
-        params.update(config.models.params.get(name, {}) if name != base else {})
-        probe = make(name, seed=0, params=params)
-        seeds = config.models.seeds if probe.stochastic else config.models.seeds[:1]
-        runs.extend((name, int(seed), params) for seed in seeds)
-    return runs
 
 
 def save_grid(grids: Grids, truth: np.ndarray | None, path: Path) -> None:
@@ -118,7 +106,8 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
     """
     stage = stage or (lambda label: log.info("run: %s", label))
     out_root = Path(out_root)
-    rid = run_id(config)
+    runs = plan(config)  # every name, parameter, plug-in and input checked before writing
+    rid = run_id(config, runs)
     final = out_root / rid
     if (final / DONE).exists() and not force:
         stage(f"run {rid} already exists: {final}")
@@ -142,22 +131,19 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
         truth = truth_on_cells(files.truth, grids) if files.truth else None
         save_grid(grids, truth, work / "grid.nc")
         rows, monthly, timing = [], [], []
-        runs = _model_runs(config)
         train = grids.split_months("train")
-        device = backend.resolve(config.compute.device)
-        for k, (name, seed, params) in enumerate(runs):
+        for k, spec in enumerate(runs):
+            name, seed, tag = spec.name, spec.seed, spec.tag
             stage(f"{name} (seed {seed}): fit")
-            model = make(name, seed=seed, params=params)
+            model = spec.make()
             with measure() as fit_m:
                 model.fit(grids, train)
             stage(f"{name} (seed {seed}): predict")
             with measure() as pred_m:
-                out = model.predict(grids, grids.months)
-            cells = grids.from_grid(out.values)
-            tag = f"{name}__seed{seed}"
+                cells = np.asarray(model.predict_cells(grids, grids.months), dtype=np.float64)
             save_prediction(cells, grids, work / "predictions" / f"{tag}.nc",
                             {"model": name, "seed": seed})
-            history = getattr(model, "history", None)
+            history = model.history
             if history:
                 (work / "history" / f"{tag}.json").write_text(json.dumps(history, indent=1))
             t1 = time.perf_counter()
@@ -172,7 +158,7 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
                 "fit_peak_rss_gib": fit_m.peak_rss / 2**30,
                 "predict_peak_rss_gib": pred_m.peak_rss / 2**30,
                 "score_seconds": time.perf_counter() - t1,
-                "device": device if "cuda" in getattr(model, "devices", ()) else "cpu",
+                "device": spec.device,
             })
             if progress:
                 progress("models", k + 1, len(runs))
@@ -195,7 +181,9 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
                 "grids": {"path": str(grids_path), "cached": cached, **grids.summary()},
                 "has_truth": truth is not None, "started": datetime.fromtimestamp(
                     started, UTC).isoformat(timespec="seconds"),
-                "stage_seconds": stages, "device": device}
+                "stage_seconds": stages, "device": backend.resolve(config.compute.device),
+                "runs": [r.as_dict() for r in runs],
+                "plugins": list(config.models.plugins)}
         (work / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
         if Path(config.source).exists():
             shutil.copy(config.source, work / "config.toml")

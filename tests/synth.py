@@ -233,6 +233,7 @@ def write_wghm(
     fill_value: float = 1e20,
     fill_attr: bool = True,
     time_units: str = "months since 1901-01-01",
+    calendar: str = "proleptic_gregorian",
 ) -> Path:
     """Write a WaterGAP 2.2e storage file (float32, lat as given, usually descending).
 
@@ -258,7 +259,7 @@ def write_wghm(
         v.units, v.standard_name = "degrees_north", "latitude"
         v[:] = lat
         v = ds.createVariable("time", "f8", ("time",))
-        v.units, v.calendar = time_units, "proleptic_gregorian"
+        v.units, v.calendar = time_units, calendar
         v[:] = time_values
         fill = np.float32(fill_value) if fill_attr else False
         v = ds.createVariable(variable, "f4", ("time", "lat", "lon"), fill_value=fill)

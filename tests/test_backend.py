@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from suite import backend, kernels
+from suite.errors import ConfigError
 from suite.mascons import build_mascons
 from suite.regrid import lat_weights, lon_weights
 
@@ -17,15 +18,35 @@ def test_cpu_is_always_available():
     assert backend.resolve("cpu") == "cpu"
     assert backend.get_xp("cpu") is np
     assert backend.resolve("auto") in ("cpu", "cuda")
-    with pytest.raises(ValueError, match="device"):
+    with pytest.raises(ConfigError, match=r"\[compute\] device: expected one of"):
         backend.resolve("tpu")
 
 
-@pytest.mark.skipif(backend.cupy_available(), reason="a GPU is present")
+@pytest.mark.skipif(backend.cupy_available() or backend.torch_cuda_available(),
+                    reason="a GPU is present")
 def test_cuda_without_a_gpu_is_a_clear_error():
     assert backend.resolve("auto") == "cpu"
-    with pytest.raises(RuntimeError, match="CUDA"):
-        backend.get_xp("cuda")
+    assert backend.torch_device("auto") == "cpu"
+    for call in (backend.get_xp, backend.resolve, backend.torch_device):
+        with pytest.raises(ConfigError, match="expected a CUDA GPU"):
+            call("cuda")
+
+
+def test_one_device_setting_governs_cupy_and_torch(monkeypatch):
+    """A GPU seen by torch alone (no CuPy): ``auto`` is CUDA for both; the kernels fall back to
+    NumPy, the torch models run on CUDA; ``cpu`` is the CPU for both."""
+    monkeypatch.setattr(backend, "cupy_available", lambda: False)
+    monkeypatch.setattr(backend, "torch_cuda_available", lambda: True)
+    assert backend.resolve("auto") == "cuda"
+    assert backend.get_xp("auto") is np
+    assert backend.torch_device("auto") == "cuda"
+    assert backend.torch_device("cpu") == "cpu"
+    # and one where CuPy sees the GPU but torch is a CPU build: a clear error for torch
+    monkeypatch.setattr(backend, "cupy_available", lambda: True)
+    monkeypatch.setattr(backend, "torch_cuda_available", lambda: False)
+    assert backend.resolve("auto") == "cuda"
+    with pytest.raises(ConfigError, match="CUDA build of torch"):
+        backend.torch_device("auto")
 
 
 def test_to_device_and_back_is_a_no_op_on_numpy():

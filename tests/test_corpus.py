@@ -128,6 +128,21 @@ CONFIGS = {
     "config-inputs-incomplete": "[inputs]\ngrace = 'x.nc'",
     "config-choose-on-test": "[ranking]\nchoose_split = 'test'",
     "config-split-no-room": "[domain]\nbbox = [24.0, 31.0, 75.0, 85.0]\n[split]\nvalidation = 400",
+    # paths are relative to the config's folder, which holds an empty file and a folder
+    "config-input-missing": f"[inputs]\ngrace = 'nope/{JPL}'\nwghm = 'nope/{WG}'\n"
+                            "era5 = ['nope/era5.zip']",
+    "config-input-directory": f"[inputs]\ngrace = 'a-folder'\nwghm = 'nope/{WG}'\n"
+                              "era5 = ['nope/era5.zip']",
+    "config-input-empty": f"[inputs]\ngrace = 'empty.nc'\nwghm = 'nope/{WG}'\n"
+                          "era5 = ['nope/era5.zip']",
+    "config-bbox-inverted": "[domain]\nbbox = [31.0, 24.0, 75.0, 85.0]",
+    "config-bbox-three-values": "[domain]\nbbox = [24.0, 31.0, 75.0]",
+    "config-no-models": "[models]\nnames = []",
+    "config-param-wrong-type": "[models]\nnames = ['lightgbm']\n"
+                               "[models.params.lightgbm]\nn_estimators = 'many'",
+    "config-param-unknown": "[models]\nnames = ['lightgbm']\n[models.params.lightgbm]\nn_trees = 5",
+    "config-plugin-missing": "[models]\nplugins = ['no_such_downscalers']",
+    "config-seed-not-integer": "[models]\nseeds = [0, 'one']",
 }
 
 
@@ -162,6 +177,8 @@ def test_bad_file(tmp_path, case):
 
 @pytest.mark.parametrize("case", list(CONFIGS))
 def test_bad_config(tmp_path, case):
+    (tmp_path / "empty.nc").touch()
+    (tmp_path / "a-folder").mkdir()
     cfg = tmp_path / f"{case}.toml"
     cfg.write_text(CONFIGS[case])
     cache = tmp_path / "cache"

@@ -1,53 +1,69 @@
-"""Every registered downscaler: one invariant test, plus the baselines' own guarantees."""
+"""Every registered downscaler (the CNNs with tiny settings) and the README's plug-in: one
+invariant test each, plus the baselines' own guarantees; scored with :mod:`suite.metrics`."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from suite.downscaler import CONSERVE, Downscaler, known_names, make
-from suite.prepare import prepare, resolve_inputs
-from suite.reference import truth_on_cells
-from suite.registry import UnknownNameError
+from suite import metrics
+from suite.downscaler import (
+    CONSERVE,
+    DOWNSCALERS,
+    Conserved,
+    Downscaler,
+    check_params,
+    known_names,
+    load_plugins,
+    make,
+)
+from suite.errors import ConfigError
 from suite.timing import measure
+from tests import tiny
 
-FAST = {"random_forest": {"n_estimators": 20}, "lightgbm": {"n_estimators": 60}}
-NAMES = [n for n in known_names() if not n.startswith("soft_cnn") and n != "seda_loss"]
+PLUGIN = "wghm_regression"  # the README's example
+NAMES = [*known_names(), PLUGIN]
 ALL = NAMES + [n + CONSERVE for n in NAMES]
 
 
-@pytest.fixture(scope="module")
-def tiny(request):
-    from suite.config import parse
-
-    config = parse({"domain": {"bbox": [24.0, 31.0, 75.0, 85.0]}, "twin": {"seed": 1}})
-    grids, _, _ = prepare(config)
-    truth = truth_on_cells(resolve_inputs(config).truth, grids)
-    return grids, truth
+def _params(name: str, folder) -> dict:
+    """Quick settings; CNN checkpoints in ``folder`` so that a refit trains again."""
+    params = dict(tiny.QUICK.get(name, {}))
+    if name in tiny.CNNS:
+        params["checkpoint_dir"] = str(folder / name)
+    return params
 
 
 @pytest.fixture(scope="module")
-def predictions(tiny):
-    grids, _ = tiny
+def plugin(plugin_dir):
+    load_plugins(["my_downscalers"], [plugin_dir])
+    yield
+    DOWNSCALERS.unregister(PLUGIN)
+
+
+@pytest.fixture(scope="module")
+def fitted(plugin, tiny_grids, tmp_path_factory):
+    """name -> (model, (months, cells) prediction); ``NAME+conserve`` wraps the fitted NAME."""
+    grids = tiny_grids
+    folder = tmp_path_factory.mktemp("checkpoints")
     out = {}
-    for name in ALL:
-        model = make(name, seed=0, params=FAST.get(name.removesuffix(CONSERVE)))
+    for name in NAMES:
+        model = make(name, seed=0, params=_params(name, folder))
         model.fit(grids, grids.split_months("train"))
-        out[name] = (model, model.predict(grids, grids.months))
+        out[name] = (model, model.predict_cells(grids, grids.months))
+        conserved = Conserved(model)
+        out[name + CONSERVE] = (conserved, conserved.predict_cells(grids, grids.months))
     return out
 
 
-def _nse_fine(grids, truth, cells, months_mask):
-    p, t = cells[months_mask], truth[months_mask]
-    nse = 1 - ((p - t) ** 2).sum(0) / ((t - t.mean(0)) ** 2).sum(0)
-    return np.average(nse, weights=grids.cell_area)
-
-
 @pytest.mark.parametrize("name", ALL)
-def test_registry_invariants(tiny, predictions, name):
-    grids, _ = tiny
-    model, out = predictions[name]
+def test_registry_invariants(tiny_grids, fitted, name, tmp_path):
+    grids = tiny_grids
+    model, cells = fitted[name]
     assert isinstance(model, Downscaler)
+    assert model.name == name
+    assert cells.shape == (grids.months.size, grids.n_cells) and cells.dtype == np.float64
+    out = model.predict(grids, grids.months)
     assert out.dims == ("time", "lat", "lon")
     np.testing.assert_array_equal(out["lat"].values, grids.lat)
     np.testing.assert_array_equal(out["lon"].values, grids.lon)
@@ -55,7 +71,7 @@ def test_registry_invariants(tiny, predictions, name):
     assert out.attrs["units"] == "mm"
     values = out.values
     assert np.isnan(values[:, ~grids.land]).all()  # NaN off land
-    cells = grids.from_grid(values)
+    np.testing.assert_array_equal(grids.from_grid(values), cells)  # predict = predict_cells
     covered = model.covers(grids, grids.months)
     assert not np.isnan(cells[covered]).any()  # no NaN on land in covered months
     if model.needs_grace:
@@ -63,50 +79,65 @@ def test_registry_invariants(tiny, predictions, name):
         assert np.isnan(cells[~covered]).all()
     else:
         assert covered.all()
-    # same seed, same output
-    again = make(name, seed=0, params=FAST.get(name.removesuffix(CONSERVE)))
+    if name.endswith(CONSERVE):
+        has = grids.has_grace
+        assert metrics.conservation_residual_max(cells[has], grids.grace[has],
+                                                 grids.mascons.A) < 1e-4
+        return
+    # same seed, same output, from a fresh fit
+    again = make(name, seed=0, params=_params(name, tmp_path))
     again.fit(grids, grids.split_months("train"))
-    np.testing.assert_array_equal(again.predict(grids, grids.months).values, values)
+    np.testing.assert_array_equal(again.predict_cells(grids, grids.months), cells)
 
 
-def test_mascon_reproduces_grace_exactly(tiny, predictions):
-    grids, _ = tiny
-    cells = grids.from_grid(predictions["mascon"][1].values)
+def test_every_name_of_the_registry_is_checked():
+    assert {"mascon", "bilinear", "pattern_transfer", "random_forest", "lightgbm",
+            *tiny.CNNS} <= set(NAMES)
+
+
+def test_registering_sets_the_name():
+    assert {n: DOWNSCALERS.get(n).name for n in known_names()} == {n: n for n in known_names()}
+
+
+def test_make_conserve_wraps(tiny_grids):
+    model = make("lightgbm+conserve", params={"n_estimators": 7})
+    assert isinstance(model, Conserved) and model.inner.params["n_estimators"] == 7
+
+
+def test_mascon_reproduces_grace_exactly(tiny_grids, fitted):
+    grids = tiny_grids
     has = grids.has_grace
-    np.testing.assert_allclose(grids.mascons.mean(cells[has].T).T, grids.grace[has],
-                               rtol=0, atol=1e-9)
+    cells = fitted["mascon"][1]
+    assert metrics.conservation_residual_max(cells[has], grids.grace[has],
+                                             grids.mascons.A) < 1e-9
 
 
-@pytest.mark.parametrize("name", ["pattern_transfer"] + [n + CONSERVE for n in NAMES])
-def test_conservation_residual_below_1e4_mm(tiny, predictions, name):
-    grids, _ = tiny
-    cells = grids.from_grid(predictions[name][1].values)
+def test_pattern_transfer_conserves_by_construction(tiny_grids, fitted):
+    grids = tiny_grids
     has = grids.has_grace
-    residual = np.abs(grids.mascons.mean(cells[has].T).T - grids.grace[has])
-    assert residual.max() < 1e-4
+    assert metrics.conservation_residual_max(fitted["pattern_transfer"][1][has],
+                                             grids.grace[has], grids.mascons.A) < 1e-4
 
 
-def test_pattern_transfer_beats_mascon_on_fine_scale_truth(tiny, predictions):
-    grids, truth = tiny
-    test = grids.splits["test"]
-    scores = {n: _nse_fine(grids, truth, grids.from_grid(predictions[n][1].values), test)
+def test_pattern_transfer_beats_mascon_on_fine_scale_truth(tiny_grids, tiny_truth, fitted):
+    grids, test = tiny_grids, tiny_grids.splits["test"]
+    scores = {n: metrics.nse(fitted[n][1][test], tiny_truth[test], grids.cell_area)
               for n in ("mascon", "pattern_transfer")}
     assert scores["pattern_transfer"] > scores["mascon"]
 
 
-def test_learned_models_predict_gap_months_from_predictors(tiny, predictions):
-    grids, truth = tiny
-    gap = grids.splits["gap"]
-    for name in ("lightgbm", "random_forest"):
-        cells = grids.from_grid(predictions[name][1].values)
+def test_learned_models_predict_gap_months_from_predictors(tiny_grids, tiny_truth, fitted):
+    gap = tiny_grids.splits["gap"]
+    for name in ("lightgbm", "random_forest", PLUGIN):
+        cells = fitted[name][1]
         assert np.isfinite(cells[gap]).all()
-        r = np.corrcoef(cells[gap].ravel(), truth[gap].ravel())[0, 1]
-        assert r > 0.5  # predictors alone carry the seasonal cycle
+        # predictors alone carry the seasonal cycle
+        assert metrics.pearson_r(cells[gap], tiny_truth[gap]) > 0.5
 
 
-def test_bilinear_interpolates_between_mascons(tiny, predictions):
-    grids, _ = tiny
-    cells = grids.from_grid(predictions["bilinear"][1].values)
+def test_bilinear_interpolates_between_mascons(tiny_grids, fitted):
+    grids = tiny_grids
+    cells = fitted["bilinear"][1]
     has = grids.has_grace
     g = grids.grace[has]
     # within the range of the mascon values of each month (a convex combination)
@@ -117,17 +148,44 @@ def test_bilinear_interpolates_between_mascons(tiny, predictions):
 
 
 def test_unknown_name_lists_known_ones():
-    with pytest.raises(UnknownNameError) as info:
+    with pytest.raises(ConfigError) as info:
         make("kriging")
     text = str(info.value)
     assert "kriging" in text and "lightgbm" in text and "pattern_transfer" in text
 
 
-def test_bad_parameters_are_rejected():
-    with pytest.raises(TypeError, match="n_trees"):
+def test_bad_parameters_are_rejected_with_the_config_table():
+    with pytest.raises(ConfigError, match=r"\[models.params.random_forest\].*n_trees"):
         make("random_forest", params={"n_trees": 5})
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match=r"expected parameters among none, found unknown x"):
         make("mascon", params={"x": 1})
+    with pytest.raises(ConfigError, match=r"n_estimators: expected an integer, found 'many'"):
+        make("lightgbm", params={"n_estimators": "many"})
+    with pytest.raises(ConfigError, match=r"lambdas: expected a list of 2"):
+        make("soft_cnn", params={"lambdas": [1.0, 0.5, 0.2]})
+
+
+@pytest.mark.parametrize(("default", "good", "bad"), [
+    (1, [0, 7], [1.5, True, "1"]),
+    (0.5, [1, 0.25], ["0.5", False]),
+    (True, [False], [1, "yes"]),
+    ("x", ["y"], [1, None]),
+    ((1.0, 0.5), [[2, 3.5], (0.0, 1.0)], [[1.0], [1.0, "a"], 1.0]),
+])
+def test_parameter_types_follow_the_defaults(default, good, bad):
+    for value in good:
+        assert check_params("m", {"p": default}, {"p": value})["p"] == (
+            tuple(value) if isinstance(default, tuple) else value)
+    for value in bad:
+        with pytest.raises(ConfigError, match=r"\[models.params.m\] p: expected"):
+            check_params("m", {"p": default}, {"p": value})
+
+
+def test_explicit_parameter_types():
+    types = {"depth": (int, type(None))}
+    assert check_params("m", {"depth": None}, {"depth": 3}, types)["depth"] == 3
+    with pytest.raises(ConfigError, match="expected an integer or nothing, found 'deep'"):
+        check_params("m", {"depth": None}, {"depth": "deep"}, types)
 
 
 def test_timing_helper_sees_time_and_memory():

@@ -140,7 +140,7 @@ def test_release_killed_several_times(reference, tmp_path):
     target = tmp_path / "product.nc"
     args = ["release", str(run_dir), "--out", str(target)]
     rng = np.random.default_rng(1)
-    points = [("refitting", 0.2), ("writing", 0.0), ("writing", 0.3)]
+    points = [("fitting ", 0.2), ("writing", 0.0), ("writing", 0.3)]
     points += [(None, float(d)) for d in rng.uniform(2.0, 8.0, size=3)]
     kills = 0
     for marker, delay in points:

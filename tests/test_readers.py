@@ -324,6 +324,29 @@ def test_wghm_months_since_decoded(tmp_path, values, first, last):
     np.testing.assert_array_equal(da["time"].values, expected)
 
 
+@pytest.mark.parametrize("calendar", ["365_day", "noleap", "360_day", "all_leap"])
+def test_wghm_months_since_in_any_calendar(tmp_path, calendar):
+    """WaterGAP 2.2e files say ``calendar = "365_day"``: counting months does not depend on
+    the calendar, so the months are those of the Gregorian file."""
+    path = synth.write_wghm(tmp_path / WGHM_NAME, WG_LAT, WG_LON, [1451, 1452, 1453],
+                            calendar=calendar)
+    da = read_wghm(path)
+    np.testing.assert_array_equal(da["time"].values,
+                                  mo.month_range("2021-12", "2022-02").astype("datetime64[ns]"))
+    (tmp_path / "gregorian").mkdir()
+    gregorian = read_wghm(synth.write_wghm(tmp_path / "gregorian" / WGHM_NAME, WG_LAT, WG_LON,
+                                           [1451, 1452, 1453]))
+    np.testing.assert_array_equal(da.values, gregorian.values)
+
+
+def test_wghm_days_since_in_a_noleap_calendar_is_refused(tmp_path):
+    """Days since a date name other days in a 365-day calendar: refused, not misread."""
+    path = synth.write_wghm(tmp_path / WGHM_NAME, WG_LAT, WG_LON, [0.0, 31.0, 59.0],
+                            time_units="days since 2002-01-01", calendar="noleap")
+    with pytest.raises(InputError, match="Gregorian calendar.*'noleap'"):
+        read_wghm(path)
+
+
 def test_wghm_isimip_days_since(tmp_path):
     """ISIMIP-style ``days since 1901-1-1 00:00:00`` at mid-month also gives month starts."""
     months = mo.month_range("2002-01", "2002-03")

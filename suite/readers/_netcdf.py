@@ -123,12 +123,16 @@ _SINCE = re.compile(r"^\s*(\w+)\s+since\s+(.+?)\s*$", re.IGNORECASE)
 _SECONDS = {"days": 86400, "day": 86400, "d": 86400, "hours": 3600, "hour": 3600, "h": 3600,
             "minutes": 60, "minute": 60, "seconds": 1, "second": 1, "s": 1}
 _CALENDARS = {"gregorian", "standard", "proleptic_gregorian", "julian"}
+#: every CF calendar: counting months does not depend on which
+_CF_CALENDARS = _CALENDARS | {"noleap", "365_day", "all_leap", "366_day", "360_day", "none"}
 
 
 def decode_time(var: xr.DataArray, path: Path, name: str) -> np.ndarray:
     """CF time values to ``datetime64[s]``; ``months since`` gives month starts.
 
-    Real-world calendars between 1901 and now are all the proleptic Gregorian one here.
+    ``months since`` counts calendar months whatever the calendar (WaterGAP 2.2e files say
+    ``365_day``); other units are decoded on the Gregorian calendar, the only one in which
+    days since a date name the real months between 1901 and now.
     """
     units = var.attrs.get("units")
     if units is None:
@@ -138,8 +142,11 @@ def decode_time(var: xr.DataArray, path: Path, name: str) -> np.ndarray:
         raise InputError(path, name, "CF time units ('<unit> since <date>')", repr(units))
     unit, ref = match.group(1).lower(), match.group(2)
     calendar = str(var.attrs.get("calendar", "standard")).lower()
-    if calendar not in _CALENDARS:
-        raise InputError(path, name, f"a Gregorian calendar ({', '.join(sorted(_CALENDARS))})",
+    months = unit in ("months", "month")
+    if calendar not in (_CF_CALENDARS if months else _CALENDARS):
+        allowed = "a CF calendar" if months else "a Gregorian calendar"
+        names = _CF_CALENDARS if months else _CALENDARS
+        raise InputError(path, name, f"{allowed} ({', '.join(sorted(names))})",
                          repr(calendar))
     try:
         origin = pd.Timestamp(ref.replace("Z", "").strip()).tz_localize(None)
@@ -148,7 +155,7 @@ def decode_time(var: xr.DataArray, path: Path, name: str) -> np.ndarray:
     values = np.asarray(var.values, dtype=float)
     if not np.all(np.isfinite(values)):
         raise InputError(path, name, "finite time values", "missing time values")
-    if unit in ("months", "month"):
+    if months:
         if np.any(np.abs(values - np.round(values)) > 1e-6):
             raise InputError(path, name, "whole numbers of months", f"{values[:3]} …")
         start = np.datetime64(origin.strftime("%Y-%m"), "M")

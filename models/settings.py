@@ -1,0 +1,37 @@
+"""The CNN's choices of network and training, apart from :mod:`models.training` so that the
+downscalers register (and their parameters are checked) without torch installed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LOSSES = ("dynamic", "static", "obs_only", "seda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Choices of the network and its training (all exposed in the run config).
+
+    ``lambdas`` are the pattern weights for (WaterGAP, ERA5 storage); ``ema`` the decay of the
+    dynamic weights' average; ``sigma_floor`` (mm) the smallest GRACE σ in ``L_obs``. The
+    device is not a choice here: the run's ``[compute] device`` decides it for every model.
+    """
+
+    loss: str = "dynamic"
+    epochs: int = 30
+    patience: int = 5
+    lr: float = 2e-3
+    batch_months: int = 8
+    base_channels: int = 16
+    depth: int = 3
+    lambdas: tuple[float, float] = (1.0, 0.5)
+    ema: float = 0.9
+    sigma_floor: float = 10.0
+    grace_input: bool = False
+    train_tile: int = 128
+    infer_pixels: int = 600_000
+    infer_core: int = 64
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, found {self.loss!r}")

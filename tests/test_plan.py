@@ -1,0 +1,72 @@
+"""One resolution of what a config runs: names, seeds, parameters and device."""
+
+from __future__ import annotations
+
+import pytest
+
+from suite import backend
+from suite.config import parse
+from suite.errors import ConfigError
+from suite.plan import ModelRun, model_names, params_for, plan
+from tests import tiny
+
+
+def test_seeds_only_for_stochastic_models():
+    config = parse(tiny.table(models={"names": ["mascon", "lightgbm", "soft_cnn+conserve"],
+                                      "seeds": [3, 1, 2]}))
+    runs = plan(config)
+    assert [(r.name, r.seed) for r in runs] == [
+        ("mascon", 3), ("lightgbm", 3), ("lightgbm", 1), ("lightgbm", 2),
+        ("soft_cnn+conserve", 3), ("soft_cnn+conserve", 1), ("soft_cnn+conserve", 2)]
+    assert all(r.device == "cpu" for r in runs) or backend.resolve("auto") == "cuda"
+
+
+def test_conserve_tables_update_the_model_table():
+    config = parse(tiny.table(models={
+        "names": ["lightgbm", "lightgbm+conserve"],
+        "params": {"lightgbm": {"n_estimators": 11, "num_leaves": 7},
+                   "lightgbm+conserve": {"n_estimators": 5}}}))
+    assert params_for(config, "lightgbm") == {"n_estimators": 11, "num_leaves": 7}
+    assert params_for(config, "lightgbm+conserve") == {"n_estimators": 5, "num_leaves": 7}
+    (plain, conserved) = plan(config)
+    assert conserved.make().inner.params["n_estimators"] == 5
+    assert plain.make().params["n_estimators"] == 11
+
+
+def test_leaving_names_out_runs_every_registered_model_in_order():
+    names = model_names(parse({}))
+    assert names[:5] == ("mascon", "bilinear", "pattern_transfer", "random_forest",
+                         "lightgbm")
+    assert set(tiny.CNNS) <= set(names)
+
+
+def test_one_device_for_every_model(monkeypatch):
+    """``[compute] device`` resolved once: models that can run on CUDA get it, the others
+    the CPU; ``cpu`` keeps every model on the CPU."""
+    monkeypatch.setattr(backend, "cupy_available", lambda: False)
+    monkeypatch.setattr(backend, "torch_cuda_available", lambda: True)
+    config = parse(tiny.table(models={"names": ["lightgbm", "soft_cnn"]}))
+    assert {r.name: r.device for r in plan(config)} == {"lightgbm": "cpu", "soft_cnn": "cuda"}
+    model = [r for r in plan(config) if r.name == "soft_cnn"][0].make()
+    assert model.device == "cuda"
+    cpu = parse(tiny.table(models={"names": ["lightgbm", "soft_cnn"]},
+                           compute={"device": "cpu"}))
+    assert {r.device for r in plan(cpu)} == {"cpu"}
+
+
+def test_a_device_a_model_cannot_use_is_refused():
+    with pytest.raises(ConfigError, match="expected a device among cpu, found 'cuda'"):
+        ModelRun("lightgbm", 0, {}, "cuda").make()
+
+
+def test_params_for_a_model_not_registered_are_refused():
+    config = parse(tiny.table(models={"names": ["mascon"], "params": {"krigging": {"a": 1}}}))
+    with pytest.raises(ConfigError, match=r"\[models.params.krigging\]: expected a table named "
+                                          r"after a registered model"):
+        plan(config)
+
+
+def test_unknown_ranking_metric_is_refused_by_the_harness():
+    config = parse(tiny.table(models={"names": ["mascon"]}, ranking={"metric": "nse_fin"}))
+    with pytest.raises(ConfigError, match=r"\[ranking\] metric: expected auto or a score"):
+        plan(config)

@@ -1,0 +1,59 @@
+"""The tests' one tiny configuration (a few dozen mascons of the twin world) and quick model
+settings; :mod:`tests.conftest` builds the fixture chain on it (config → grids → truth →
+fitted models)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+BBOX = [24.0, 31.0, 75.0, 85.0]
+TINY: dict[str, Any] = {"domain": {"bbox": BBOX}, "twin": {"seed": 1}}
+
+CNNS = ("soft_cnn", "soft_cnn_static", "soft_cnn_obs_only", "seda_loss")
+#: parameters that keep each model quick on the tiny domain
+QUICK: dict[str, dict[str, Any]] = {
+    "random_forest": {"n_estimators": 20},
+    "lightgbm": {"n_estimators": 40},
+    **{name: {"epochs": 2, "base_channels": 8} for name in CNNS},
+}
+
+
+def table(**sections: dict[str, Any]) -> dict[str, Any]:
+    """The tiny config table with ``sections`` added (or replacing the tiny ones)."""
+    out = copy.deepcopy(TINY)
+    out.update(copy.deepcopy(sections))
+    return out
+
+
+def quick(names: list[str], **extra: Any) -> dict[str, Any]:
+    """A ``[models]`` table running ``names`` with :data:`QUICK` parameters."""
+    params = {n: QUICK[n.removesuffix("+conserve")] for n in names
+              if n.removesuffix("+conserve") in QUICK}
+    return {"names": list(names), "params": params, **extra}
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, str):
+        return json.dumps(v)  # a TOML basic string
+    return repr(v)
+
+
+def toml(config: dict[str, Any]) -> str:
+    """A config table as TOML text (sections of scalars and lists, and
+    ``[models.params.NAME]`` tables)."""
+    lines = []
+    for section, values in config.items():
+        lines.append(f"[{section}]")
+        nested = {k: v for k, v in values.items() if isinstance(v, dict)}
+        lines += [f"{k} = {_value(v)}" for k, v in values.items() if k not in nested]
+        for key, tables in nested.items():
+            for name, params in tables.items():
+                lines.append(f"[{section}.{key}.{json.dumps(name)}]")
+                lines += [f"{k} = {_value(v)}" for k, v in params.items()]
+    return "\n".join(lines) + "\n"
