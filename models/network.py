@@ -34,6 +34,7 @@ class ResBlock(nn.Module):
         self.conv2 = Conv3(c_out, c_out, wrap_lon)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
         nn.init.zeros_(self.conv2.conv.weight)  # each block starts as (a projection of) identity
+        assert self.conv2.conv.bias is not None  # Conv2d has a bias by default
         nn.init.zeros_(self.conv2.conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,6 +62,7 @@ class UNet(nn.Module):
             [ResBlock(chans[k + 1] + chans[k], chans[k], wrap_lon) for k in range(depth)])
         self.head = nn.Conv2d(base, 1, 1)
         nn.init.zeros_(self.head.weight)
+        assert self.head.bias is not None  # Conv2d has a bias by default
         nn.init.zeros_(self.head.bias)
 
     @property

@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -89,10 +90,11 @@ class Trainer:
         torch.manual_seed(seed)
         self.net = UNet(self.in_channels, config.base_channels, config.depth,
                         wrap_lon=grids.is_global).to(self.device)
-        self.net = self.net.to(memory_format=torch.channels_last)
+        # Module.to(memory_format=...) works (and is documented) but torch's overloads omit it
+        self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.weights = losses.DynamicWeights(config.lambdas, config.ema)
         self.history = History()
-        self._bilinear = None
+        self._bilinear: np.ndarray | None = None
 
     # ---- inputs ---------------------------------------------------------------------------
     @property
@@ -118,7 +120,7 @@ class Trainer:
             channels.append(np.broadcast_to(g.has_grace[pos][:, None, None].astype(np.float32),
                                             (pos.size, 1, g.n_cells)))
         stack = np.concatenate(channels, axis=1)
-        full = np.zeros((pos.size, stack.shape[1], ny * nx), np.float32)
+        full: np.ndarray = np.zeros((pos.size, stack.shape[1], ny * nx), np.float32)
         full[:, :, g.cell_index] = stack
         full = full.reshape(pos.size, -1, ny, nx)
         if rows.size != ny or np.any(rows != np.arange(ny)):
@@ -259,10 +261,11 @@ class Trainer:
                 total.backward()
                 opt.step()
                 totals.append(parts)
-            record = {"epoch": epoch,
-                      "train_total": float(np.mean([p["total"] for p in totals])),
-                      "train_obs": float(np.mean([p["obs"] for p in totals])),
-                      "weights": self.pattern_weights()}
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "train_total": float(np.mean([p["total"] for p in totals])),
+                "train_obs": float(np.mean([p["obs"] for p in totals])),
+                "weights": self.pattern_weights()}
             if val_pos.size:
                 record["val_obs"] = self.validation_obs(val_pos, full)
                 if record["val_obs"] < best - 1e-9:

@@ -337,7 +337,7 @@ def from_plain(plain: dict[str, Any], source: str) -> Config:
 
 def as_plain(obj: Any) -> Any:
     """Dataclasses and tuples to JSON-friendly dicts and lists."""
-    if is_dataclass(obj):
+    if is_dataclass(obj) and not isinstance(obj, type):  # an instance, not a dataclass type
         return {k: as_plain(v) for k, v in asdict(obj).items()}
     if isinstance(obj, (list, tuple)):
         return [as_plain(v) for v in obj]

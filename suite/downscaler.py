@@ -70,10 +70,12 @@ class Downscaler(Protocol):
         Per-epoch training records (dicts) for the report; empty for other models.
     """
 
-    name: str
-    devices: tuple[str, ...]
-    needs_grace: bool
-    stochastic: bool
+    # class attributes: set by the registry (name) or the class body, read from the class by
+    # the harness (suite.plan, suite.release)
+    name: ClassVar[str]
+    devices: ClassVar[tuple[str, ...]]
+    needs_grace: ClassVar[bool]
+    stochastic: ClassVar[bool]
 
     def __init__(self, seed: int = 0, device: str = "cpu", **params: Any) -> None: ...
 
@@ -103,7 +105,7 @@ class Downscaler(Protocol):
         ...
 
 
-DOWNSCALERS: Registry[type] = Registry("downscaler", names_classes=True)
+DOWNSCALERS: Registry[type[Downscaler]] = Registry("downscaler", names_classes=True)
 
 _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
           tuple: "a list", list: "a list", type(None): "nothing"}
@@ -332,7 +334,7 @@ def load_plugins(modules: Sequence[str], search: Sequence[Path] = ()) -> list[Mo
     return out
 
 
-def get_class(name: str) -> type:
+def get_class(name: str) -> type[Downscaler]:
     """The registered class of ``name`` (``NAME+conserve``: of ``NAME``).
 
     Raises
@@ -351,7 +353,7 @@ def get_class(name: str) -> type:
 
 
 def make(name: str, seed: int = 0, params: dict[str, Any] | None = None,
-         device: str = "cpu") -> Base:
+         device: str = "cpu") -> Downscaler:
     """A downscaler by registered name; ``NAME+conserve`` wraps it in :class:`Conserved`.
 
     Raises

@@ -93,7 +93,7 @@ def era5_requests(first: int, last: int, bbox: tuple[float, float, float, float]
             "data_format": "netcdf", "download_format": "unarchived"}
     out = {}
     for stream, variables in ERA5_VARIABLES.items():
-        request = {**base, "variable": variables}
+        request: dict[str, Any] = {**base, "variable": variables}
         if bbox is not None:
             south, north, west, east = bbox
             request["area"] = [north, west, south, east]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 #: Target resolution in degrees.
 RES = 0.5
@@ -61,7 +62,7 @@ def regular_spacing(c: np.ndarray) -> float | None:
     return None
 
 
-def cyclic_columns(used: np.ndarray) -> np.ndarray:
+def cyclic_columns(used: npt.ArrayLike) -> np.ndarray:
     """The shortest run of columns (cyclic in longitude) covering every used column: the
     complement of the widest run of unused ones. Indices in order, possibly wrapping."""
     used = np.asarray(used, dtype=bool)

@@ -160,7 +160,8 @@ class Grids:
     @classmethod
     def load(cls, path: Path) -> Grids:
         ds = xr.load_dataset(path, engine="netcdf4")
-        split_names = [k[len("split_"):] for k in ds.data_vars if k.startswith("split_")]
+        split_names = [k[len("split_"):] for k in map(str, ds.data_vars)
+                       if k.startswith("split_")]
         return cls(
             lat=ds["lat"].values, lon=ds["lon"].values,
             cell_index=ds["cell_index"].values, mascon_ids=ds["mascon_ids"].values,

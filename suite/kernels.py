@@ -85,7 +85,8 @@ def regrid(w_lat, w_lon, x, xp: ModuleType = np):
     for i in range(0, x.shape[0], 12):  # blocks of months bound the temporaries
         vb = valid[i:i + 12]
         num = _separable(w_lat, w_lon, xp.where(vb, x[i:i + 12], 0.0).astype(xp.float64))
-        den = den_static if static else _separable(w_lat, w_lon, vb.astype(xp.float64))
+        den = (den_static if den_static is not None  # i.e. static
+               else _separable(w_lat, w_lon, vb.astype(xp.float64)))
         with np.errstate(invalid="ignore", divide="ignore"):
             out[i:i + 12] = xp.where(den > 1e-12, num / den, xp.nan)
     return out

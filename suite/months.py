@@ -46,8 +46,10 @@ _TOKEN = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{4})-(\d{2}))?$")
 
 def month_range(first: np.datetime64 | str, last: np.datetime64 | str) -> np.ndarray:
     """Calendar months ``first .. last`` inclusive, as ``datetime64[M]``."""
-    first, last = np.datetime64(first, "M"), np.datetime64(last, "M")
-    return np.arange(first, last + 1, dtype="datetime64[M]")
+    # numpy's stubs have no (datetime64, unit) overload; the conversion works at runtime
+    start = np.datetime64(first, "M")  # type: ignore[call-overload]
+    stop = np.datetime64(last, "M")  # type: ignore[call-overload]
+    return np.arange(start, stop + 1, dtype="datetime64[M]")
 
 
 def parse_months_missing(text: str) -> np.ndarray:
@@ -87,7 +89,8 @@ def parse_months_missing(text: str) -> np.ndarray:
 def format_months_missing(months: Iterable[np.datetime64]) -> str:
     """Write months the way JPL does: ``;``-separated ``YYYY-MM``; the final run of two or more
     consecutive months after the last single gap as one ``YYYY-MM-YYYY-MM`` token."""
-    months = sorted(np.datetime64(m, "M") for m in months)
+    # numpy's stubs have no (datetime64, unit) overload; the conversion works at runtime
+    months = sorted(np.datetime64(m, "M") for m in months)  # type: ignore[call-overload]
     tokens = [str(m) for m in months]
     # JPL writes only the trailing pair as a range; reproduce that quirk exactly.
     if len(months) >= 2 and months[-1] - months[-2] == 1 and (
@@ -156,7 +159,9 @@ def assign_records(
         raise BookkeepingError("strictly increasing record times",
                                "a repeated or out-of-order time")
     missing = np.asarray(missing, dtype="datetime64[M]")
-    first = nearest_month(epochs[:1])[0] if first is None else np.datetime64(first, "M")
+    # numpy's stubs have no (datetime64, unit) overload; the conversion works at runtime
+    first = (nearest_month(epochs[:1])[0] if first is None
+             else np.datetime64(first, "M"))  # type: ignore[call-overload]
     # record k is the k-th month from `first` not listed missing; a months_missing that
     # disagrees with the records shifts every later record by a month, which the distance
     # check below catches (the last record may be dated in the following month)

@@ -103,7 +103,7 @@ def plan(config: Config) -> list[ModelRun]:
     """
     check(config)
     device = backend.resolve(config.compute.device)
-    runs = []
+    runs: list[ModelRun] = []
     for name in model_names(config):
         cls = get_class(name)
         seeds = config.models.seeds if cls.stochastic else config.models.seeds[:1]

@@ -124,6 +124,7 @@ def resolve_inputs(config: Config, stage: Stage | None = None) -> InputFiles:
         return twin_inputs(config.domain.resolve(), config.twin.seed, stage)
     check_inputs(config)
     i = config.inputs
+    assert i.grace is not None and i.wghm is not None  # not the twin: validated in suite.config
     return InputFiles(grace=Path(i.grace), wghm=Path(i.wghm), era5=tuple(map(Path, i.era5)),
                       truth=Path(i.truth) if i.truth else None,
                       grace_companions=tuple(map(Path, i.grace_companions)))

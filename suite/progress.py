@@ -7,7 +7,14 @@ import time
 from collections.abc import Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 
 @contextlib.contextmanager
@@ -20,7 +27,7 @@ def bars(console: Console, enabled: bool = True) -> Iterator[tuple]:
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def stage(label: str) -> None:
             progress.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {label}")

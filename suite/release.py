@@ -19,12 +19,13 @@ import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import netCDF4
 import numpy as np
 import pandas as pd
 
-from suite import __version__, cache, grid
+from suite import __version__, cache, grid, metrics
 from suite import months as mo
 from suite.config import Config, from_plain
 from suite.downscaler import get_class
@@ -115,16 +116,20 @@ def release(run_dir: str | Path, out: str | Path | None = None, *, force: bool =
     ensemble.fit(grids, with_grace, stage=stage)
     mean = ensemble.predict_cells(grids, grids.months)
     spread = ensemble.spread
+    assert spread is not None  # set by predict_cells
     seeds = ensemble.seeds
     sigma = grids.grace_sigma[:, grids.cell_mascon]
     sigma = np.where(np.isfinite(sigma), sigma, np.nanmean(grids.grace_sigma, axis=0)[
         grids.cell_mascon])
     uncertainty = np.sqrt(spread**2 + sigma**2)
-    residual = np.abs(grids.mascons.mean(mean[grids.has_grace].T).T - grids.grace[grids.has_grace])
+    has = grids.has_grace
+    conservation = (metrics.conservation_residual(mean[has], grids.grace[has], grids.mascons.A),
+                    metrics.conservation_residual_max(mean[has], grids.grace[has],
+                                                      grids.mascons.A))
     headline = _headline(run_dir, meta, name)
     stage(f"writing {out}")
     write_product(out, grids, mean, uncertainty, meta, name, choice, headline, seeds,
-                  conservation=(float(np.mean(residual)), float(np.max(residual))),
+                  conservation=conservation,
                   params=runs[0].params, device=runs[0].device)
     return out
 
@@ -320,9 +325,11 @@ def validate(path: str | Path) -> list[str]:
         n = ds.dimensions["time"].size
         if n != 249:
             problems.append(f"time: expected 249 months 2002-04..2022-12, found {n}")
-        times = netCDF4.num2date(ds["time"][:], ds["time"].units, ds["time"].calendar,
-                                 only_use_cftime_datetimes=False,
-                                 only_use_python_datetimes=True)
+        # netCDF4's stubs return datetime | ndarray; an array of times gives an array
+        times = cast(np.ndarray, netCDF4.num2date(ds["time"][:], ds["time"].units,
+                                                  ds["time"].calendar,
+                                                  only_use_cftime_datetimes=False,
+                                                  only_use_python_datetimes=True))
         months = np.array([np.datetime64(f"{t.year:04d}-{t.month:02d}", "M") for t in times])
         expected = mo.month_range("2002-04", "2022-12")
         if months.size != expected.size or not np.array_equal(months, expected):

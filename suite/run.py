@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -130,7 +131,8 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
         files = resolve_inputs(config)
         truth = truth_on_cells(files.truth, grids) if files.truth else None
         save_grid(grids, truth, work / "grid.nc")
-        rows, monthly, timing = [], [], []
+        rows, monthly = [], []
+        timing: list[dict[str, Any]] = []
         train = grids.split_months("train")
         for k, spec in enumerate(runs):
             name, seed, tag = spec.name, spec.seed, spec.tag

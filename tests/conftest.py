@@ -65,6 +65,31 @@ def tiny_truth(tiny_config, tiny_grids):
     return truth_on_cells(resolve_inputs(tiny_config).truth, tiny_grids)
 
 
+def fit_quick(names, grids, folder):
+    """name -> (fitted model, (months, cells) prediction) with :data:`tests.tiny.QUICK`
+    settings (CNN checkpoints in ``folder``); ``NAME+conserve`` wraps the fitted NAME."""
+    from suite.downscaler import CONSERVE, Conserved, make
+    from tests import tiny
+
+    out = {}
+    for name in names:
+        model = make(name, seed=0, params=tiny.quick_params(name, folder))
+        model.fit(grids, grids.split_months("train"))
+        out[name] = (model, model.predict_cells(grids, grids.months))
+        conserved = Conserved(model)
+        out[name + CONSERVE] = (conserved, conserved.predict_cells(grids, grids.months))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_fitted(tiny_grids, tmp_path_factory):
+    """Every built-in downscaler fitted on the tiny grids' training months, with its
+    prediction of every month (see :func:`fit_quick`)."""
+    from suite.downscaler import known_names
+
+    return fit_quick(known_names(), tiny_grids, tmp_path_factory.mktemp("checkpoints"))
+
+
 def readme_block(heading: str, language: str) -> str:
     """The first ``language`` code block under the README's ``## heading``."""
     text = README.read_text()
@@ -80,3 +105,16 @@ def plugin_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("plugin")
     (folder / "my_downscalers.py").write_text(readme_block("Adding a downscaler", "python"))
     return folder
+
+
+@pytest.fixture(scope="module")
+def readme_plugin(plugin_dir):
+    """The README's plug-in imported and registered for one test module, then forgotten."""
+    import sys
+
+    from suite.downscaler import DOWNSCALERS, load_plugins
+
+    load_plugins(["my_downscalers"], [plugin_dir])
+    yield DOWNSCALERS.get("wghm_regression")
+    DOWNSCALERS.unregister("wghm_regression")
+    sys.modules.pop("my_downscalers", None)

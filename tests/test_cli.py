@@ -45,6 +45,20 @@ def test_readme_examples_run(tmp_path):
     assert (tmp_path / "world-small" / "truth.nc").exists()
 
 
+def test_readme_configuration_example_is_valid():
+    """The README's configuration block parses, and names known models and parameters."""
+    import tomllib
+
+    from suite.config import parse
+    from suite.plan import model_names, params_for
+    from tests.conftest import readme_block
+
+    config = parse(tomllib.loads(readme_block("Configuration", "toml")), "README")
+    assert config.models.plugins == ()
+    for name in model_names(config):
+        make(name, params=params_for(config, name))
+
+
 def test_readme_quick_start_matches_ci():
     text = README.read_text()
     assert "tox -e benchmark" in text and "tox -e py" in text

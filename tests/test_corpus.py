@@ -187,3 +187,12 @@ def test_bad_config(tmp_path, case):
     assert cfg.name in line or "[" in line
     assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
     assert not list((cache / "grids").glob("*.nc")) if (cache / "grids").exists() else True
+
+
+def test_readme_shows_a_true_error_line(tmp_path):
+    from tests.conftest import README
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(CONFIGS["config-param-wrong-type"])
+    line = _check(_cli(["run", str(cfg), "-q"], tmp_path, tmp_path / "cache"))
+    assert line in README.read_text()

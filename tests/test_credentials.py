@@ -10,19 +10,12 @@ import sys
 
 import pytest
 
+from tests import tiny
+
 TOKEN = "tok-PLANTED-7f3c9e1d5b"
 PASSWORD = "pw-PLANTED-4a8b2c6e"
 CDS_KEY = "12345:cdskey-PLANTED-9d0e"
-TINY = """
-[domain]
-bbox = [24.0, 31.0, 75.0, 85.0]
-[twin]
-seed = 1
-[models]
-names = ["mascon", "lightgbm"]
-[models.params.lightgbm]
-n_estimators = 20
-"""
+TINY = tiny.toml(tiny.table(models=tiny.quick(["mascon", "lightgbm"])))
 
 
 @pytest.fixture()

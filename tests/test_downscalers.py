@@ -14,46 +14,23 @@ from suite.downscaler import (
     Downscaler,
     check_params,
     known_names,
-    load_plugins,
     make,
 )
 from suite.errors import ConfigError
 from suite.timing import measure
 from tests import tiny
+from tests.conftest import fit_quick
 
 PLUGIN = "wghm_regression"  # the README's example
 NAMES = [*known_names(), PLUGIN]
 ALL = NAMES + [n + CONSERVE for n in NAMES]
 
 
-def _params(name: str, folder) -> dict:
-    """Quick settings; CNN checkpoints in ``folder`` so that a refit trains again."""
-    params = dict(tiny.QUICK.get(name, {}))
-    if name in tiny.CNNS:
-        params["checkpoint_dir"] = str(folder / name)
-    return params
-
-
 @pytest.fixture(scope="module")
-def plugin(plugin_dir):
-    load_plugins(["my_downscalers"], [plugin_dir])
-    yield
-    DOWNSCALERS.unregister(PLUGIN)
-
-
-@pytest.fixture(scope="module")
-def fitted(plugin, tiny_grids, tmp_path_factory):
-    """name -> (model, (months, cells) prediction); ``NAME+conserve`` wraps the fitted NAME."""
-    grids = tiny_grids
-    folder = tmp_path_factory.mktemp("checkpoints")
-    out = {}
-    for name in NAMES:
-        model = make(name, seed=0, params=_params(name, folder))
-        model.fit(grids, grids.split_months("train"))
-        out[name] = (model, model.predict_cells(grids, grids.months))
-        conserved = Conserved(model)
-        out[name + CONSERVE] = (conserved, conserved.predict_cells(grids, grids.months))
-    return out
+def fitted(readme_plugin, tiny_fitted, tiny_grids, tmp_path_factory):
+    """The built-in downscalers of the session's chain and the README's plug-in, fitted."""
+    mine = fit_quick([PLUGIN], tiny_grids, tmp_path_factory.mktemp("plugin-fit"))
+    return {**tiny_fitted, **mine}
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -85,7 +62,7 @@ def test_registry_invariants(tiny_grids, fitted, name, tmp_path):
                                                  grids.mascons.A) < 1e-4
         return
     # same seed, same output, from a fresh fit
-    again = make(name, seed=0, params=_params(name, tmp_path))
+    again = make(name, seed=0, params=tiny.quick_params(name, tmp_path))
     again.fit(grids, grids.split_months("train"))
     np.testing.assert_array_equal(again.predict_cells(grids, grids.months), cells)
 

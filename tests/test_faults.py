@@ -17,20 +17,13 @@ import pytest
 import xarray as xr
 
 from suite.release import validate
+from tests import tiny
 
-CONFIG = """
-[domain]
-bbox = [24.0, 31.0, 75.0, 85.0]
-[twin]
-seed = 1
-[models]
-names = ["mascon", "pattern_transfer", "lightgbm", "soft_cnn"]
-[models.params.lightgbm]
-n_estimators = 40
-[models.params.soft_cnn]
-epochs = 4
-base_channels = 8
-"""
+# soft_cnn trains 4 epochs so that a kill 3 s into training lands between checkpoints
+CONFIG = tiny.toml(tiny.table(models={
+    "names": ["mascon", "pattern_transfer", "lightgbm", "soft_cnn"],
+    "params": {"lightgbm": tiny.QUICK["lightgbm"],
+               "soft_cnn": {**tiny.QUICK["soft_cnn"], "epochs": 4}}}))
 
 
 def _start(args: list[str], cache: Path) -> subprocess.Popen:

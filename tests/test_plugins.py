@@ -17,7 +17,7 @@ import pytest
 from suite.config import parse
 from suite.downscaler import DOWNSCALERS, Downscaler, load_plugins
 from tests import tiny
-from tests.conftest import readme_block
+from tests.conftest import README, readme_block
 
 
 def _cli(args, cwd, env=None, prelude=""):
@@ -25,6 +25,18 @@ def _cli(args, cwd, env=None, prelude=""):
     code = f"{prelude}\nimport sys\nfrom suite.cli import main\nsys.exit(main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
                           text=True, timeout=900, env={**os.environ, **(env or {})})
+
+
+def _run_tiny(tmp_path, names, **kw):
+    """``twsbench run`` of the tiny config with ``names`` into ``tmp_path/reports``."""
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(tiny.toml(tiny.table(models={"names": names})))
+    return _cli(["run", str(cfg), "--out", str(tmp_path / "reports"), "-q"], tmp_path, **kw)
+
+
+def _the_run(tmp_path):
+    (run_dir,) = [p for p in (tmp_path / "reports").iterdir() if not p.name.startswith(".")]
+    return run_dir
 
 
 def _readme_config(folder):
@@ -41,7 +53,7 @@ def test_readme_example_runs_and_is_reported(plugin_dir, tmp_path):
     cfg = _readme_config(plugin_dir)
     result = _cli(["run", str(cfg), "--out", str(tmp_path / "reports"), "-q"], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    (run_dir,) = [p for p in (tmp_path / "reports").iterdir() if not p.name.startswith(".")]
+    run_dir = _the_run(tmp_path)
     scores = pd.read_csv(run_dir / "scores.csv")
     assert set(scores["model"]) == {"mascon", "pattern_transfer", "lightgbm",
                                     "wghm_regression"}
@@ -55,14 +67,6 @@ def test_readme_example_runs_and_is_reported(plugin_dir, tmp_path):
     (spec,) = [r for r in meta["runs"] if r["name"] == "wghm_regression"]
     assert spec["params"] == {"ridge": 100.0}
     assert "wghm_regression" in result.stdout  # in the printed leaderboard
-
-
-@pytest.fixture
-def readme_plugin(plugin_dir):
-    """The README's module imported in this process (and forgotten afterwards)."""
-    load_plugins(["my_downscalers"], [plugin_dir])
-    yield DOWNSCALERS.get("wghm_regression")
-    DOWNSCALERS.unregister("wghm_regression")
 
 
 def test_readme_example_fits_the_regression_it_describes(readme_plugin, tiny_grids):
@@ -159,22 +163,17 @@ def site(tmp_path_factory):
 
 
 def test_a_protocol_only_class_from_an_entry_point_runs(site, tmp_path):
-    cfg = tmp_path / "ep.toml"
-    cfg.write_text(tiny.toml(tiny.table(models={"names": ["mascon", "raw_wghm",
-                                                          "raw_wghm+conserve"]})))
     env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-    result = _cli(["run", str(cfg), "--out", str(tmp_path / "reports"), "-q"], tmp_path, env)
+    result = _run_tiny(tmp_path, ["mascon", "raw_wghm", "raw_wghm+conserve"], env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    (run_dir,) = [p for p in (tmp_path / "reports").iterdir() if not p.name.startswith(".")]
-    scores = pd.read_csv(run_dir / "scores.csv")
+    scores = pd.read_csv(_the_run(tmp_path) / "scores.csv")
     assert {"raw_wghm", "raw_wghm+conserve"} <= set(scores["model"])
     conserved = scores[(scores["model"] == "raw_wghm+conserve")
                        & (scores["metric"] == "nse_mascon_grace")
                        & (scores["split"] == "test") & (scores["region"] == "domain")]
     np.testing.assert_allclose(conserved["value"], 1.0, atol=1e-9)
     # the broken entry point does not stop other runs, and naming it says why
-    cfg.write_text(tiny.toml(tiny.table(models={"names": ["broken"]})))
-    result = _cli(["run", str(cfg), "--out", str(tmp_path / "reports"), "-q"], tmp_path, env)
+    result = _run_tiny(tmp_path, ["broken"], env=env)
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert "entry point broken" in line and "expected" in line and "found" in line
@@ -212,24 +211,19 @@ NO_TORCH = textwrap.dedent("""
 
 
 def test_without_torch_a_config_without_cnn_runs(tmp_path):
-    cfg = tmp_path / "no-cnn.toml"
-    cfg.write_text(tiny.toml(tiny.table(models={"names": ["mascon", "pattern_transfer"]})))
-    result = _cli(["run", str(cfg), "--out", str(tmp_path / "reports"), "-q"], tmp_path,
-                  prelude=NO_TORCH)
+    result = _run_tiny(tmp_path, ["mascon", "pattern_transfer"], prelude=NO_TORCH)
     assert result.returncode == 0, result.stdout + result.stderr
-    (run_dir,) = [p for p in (tmp_path / "reports").iterdir() if not p.name.startswith(".")]
+    run_dir = _the_run(tmp_path)
     assert set(pd.read_csv(run_dir / "scores.csv")["model"]) == {"mascon", "pattern_transfer"}
     assert "torch" not in json.loads((run_dir / "meta.json").read_text())["versions"]
 
 
 def test_without_torch_a_cnn_name_says_how_to_install(tmp_path):
-    cfg = tmp_path / "cnn.toml"
-    cfg.write_text(tiny.toml(tiny.table(models={"names": ["mascon", "soft_cnn"]})))
-    result = _cli(["run", str(cfg), "--out", str(tmp_path / "reports"), "-q"], tmp_path,
-                  prelude=NO_TORCH)
+    result = _run_tiny(tmp_path, ["mascon", "soft_cnn"], prelude=NO_TORCH)
     assert result.returncode == 2, result.stdout + result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert "soft_cnn" in line and "pip install 'twsbench[cnn]'" in line
+    assert line in README.read_text()  # the README shows this very line
     assert not (tmp_path / "reports").exists()
 
 

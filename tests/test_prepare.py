@@ -17,19 +17,9 @@ from suite.grids import FEATURES, FIELDS, Grids
 from suite.prepare import compute_grids, prepare, resolve_inputs
 from suite.regrid import lat_weights, lon_weights
 from suite.splits import make_splits
+from tests import tiny
 
-TINY = {"domain": {"bbox": [24.0, 31.0, 75.0, 85.0]}, "twin": {"seed": 1}}
-
-
-@pytest.fixture(scope="module")
-def tiny_config():
-    return parse(TINY)
-
-
-@pytest.fixture(scope="module")
-def tiny_grids(tiny_config):
-    grids, _, _ = prepare(tiny_config)
-    return grids
+TINY = tiny.TINY
 
 
 def test_grids_are_on_the_domain_land(tiny_grids):
@@ -257,7 +247,7 @@ def test_prepare_cli_then_cache_hit(tmp_path):
     import sys
 
     cfg = tmp_path / "tiny.toml"
-    cfg.write_text('[domain]\nbbox = [24.0, 31.0, 75.0, 85.0]\n[twin]\nseed = 1\n')
+    cfg.write_text(tiny.toml(tiny.TINY))
     run = lambda: subprocess.run([sys.executable, "-m", "suite.cli", "prepare", str(cfg), "-q"],  # noqa: E731
                                  capture_output=True, text=True, timeout=600)
     first = run()
@@ -265,7 +255,7 @@ def test_prepare_cli_then_cache_hit(tmp_path):
     second = run()
     assert second.returncode == 0 and "from the cache" in second.stdout
     bad = tmp_path / "bad.toml"
-    bad.write_text('[split]\nvalidation = 400\n[domain]\nbbox = [24.0, 31.0, 75.0, 85.0]\n')
+    bad.write_text(tiny.toml(tiny.table(split={"validation": 400})))
     result = subprocess.run([sys.executable, "-m", "suite.cli", "prepare", str(bad), "-q"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1

@@ -16,12 +16,10 @@ from suite import months as mo
 from suite.config import parse
 from suite.run import run
 from suite.scores import COLUMNS
-from tests import synth
+from tests import synth, tiny
 
-MODELS = {"names": ["mascon", "pattern_transfer", "lightgbm", "soft_cnn"],
-          "params": {"lightgbm": {"n_estimators": 40},
-                     "soft_cnn": {"epochs": 3, "base_channels": 8}}}
-TINY = {"domain": {"bbox": [24.0, 31.0, 75.0, 85.0]}, "twin": {"seed": 1}, "models": MODELS}
+MODELS = tiny.quick(["mascon", "pattern_transfer", "lightgbm", "soft_cnn"])
+TINY = tiny.table(models=MODELS)
 
 
 @pytest.fixture(scope="module")

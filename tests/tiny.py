@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 BBOX = [24.0, 31.0, 75.0, 85.0]
@@ -32,6 +33,15 @@ def quick(names: list[str], **extra: Any) -> dict[str, Any]:
     params = {n: QUICK[n.removesuffix("+conserve")] for n in names
               if n.removesuffix("+conserve") in QUICK}
     return {"names": list(names), "params": params, **extra}
+
+
+def quick_params(name: str, folder: Path) -> dict[str, Any]:
+    """:data:`QUICK` settings of one model; a CNN checkpoints in ``folder / name``, so that a
+    model made again with another folder trains again."""
+    params = dict(QUICK.get(name, {}))
+    if name in CNNS:
+        params["checkpoint_dir"] = str(Path(folder) / name)
+    return params
 
 
 def _value(v: Any) -> str:

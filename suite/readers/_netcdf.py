@@ -257,7 +257,8 @@ def check_not_all_missing(da: xr.DataArray, path: Path, name: str,
 
     if da.sizes.get("time", 0) == 0:
         raise InputError(path, name, "at least one month", "none")
-    finite = np.isfinite(da).any(dim=[d for d in da.dims if d != "time"])
+    # np.isfinite of a DataArray is a DataArray (__array_ufunc__); numpy's stubs say ndarray
+    finite = np.isfinite(da).any(dim=[d for d in da.dims if d != "time"])  # type: ignore[call-overload]
     if plausible is None:
         (finite,) = dask.compute(finite)
     else:

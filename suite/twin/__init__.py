@@ -20,7 +20,7 @@ class WorldFiles:
 
     grace: Path
     wghm: Path
-    era5: tuple[Path, Path]
+    era5: tuple[Path, ...]
     truth: Path
 
     @classmethod

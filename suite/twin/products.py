@@ -20,7 +20,9 @@ ERA5_RES = 0.25
 
 def _month_rng(world: World, source: str, month: np.datetime64) -> np.random.Generator:
     tag = {"wghm": 1, "era5": 2}[source]
-    offset = int((np.datetime64(month, "M") - np.datetime64("1900-01", "M")).astype(int))
+    # numpy's stubs have no (datetime64, unit) overload; the conversion works at runtime
+    month_m = np.datetime64(month, "M")  # type: ignore[call-overload]
+    offset = int((month_m - np.datetime64("1900-01", "M")).astype(int))
     return np.random.default_rng([world.seed, tag, offset])
 
 
@@ -94,7 +96,8 @@ def era5_geometry(world: World) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarra
     """Interpolation from the 0.5° extent to the ERA5 points, and ERA5's sea (cached)."""
     cached = world.latent.get("_era5_geometry")
     if cached is not None:
-        return cached
+        # world.latent (arrays) doubles as the cache of this tuple
+        return cached  # type: ignore[return-value]
     lat_e, lon_e = era5_axes(world)
     wlat = _interp_matrix(world.lat, lat_e, None)
     if world.is_global:
@@ -104,7 +107,7 @@ def era5_geometry(world: World) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarra
         wlon = _interp_matrix(unwrapped, world.lon[0] - 0.25 + ERA5_RES * np.arange(lon_e.size),
                               None)
     sea = landmask.land_fraction(lat_e, lon_e, ERA5_RES) < landmask.LAND_THRESHOLD
-    world.latent["_era5_geometry"] = (wlat, wlon, sea)
+    world.latent["_era5_geometry"] = (wlat, wlon, sea)  # type: ignore[assignment]
     return wlat, wlon, sea
 
 

@@ -346,5 +346,5 @@ def record_times(months: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         else:
             starts.append(m.astype("datetime64[s]"))
             ends.append((m + 1).astype("datetime64[s]"))
-    starts, ends = np.array(starts), np.array(ends)
-    return starts + (ends - starts) // 2, np.stack([starts, ends], axis=1)
+    t0, t1 = np.array(starts), np.array(ends)
+    return t0 + (t1 - t0) // 2, np.stack([t0, t1], axis=1)
