@@ -50,11 +50,6 @@ class InputFiles:
         return [self.grace, *self.grace_companions, self.wghm, *self.era5]
 
 
-def code_hash() -> str:
-    """Hash of the source of the whole ``suite``, ``baselines`` and ``models`` packages."""
-    return cache.source_hash(cache.PACKAGES)
-
-
 def file_hash(path: Path) -> str:
     """SHA-256 of a file's content, remembered per (path, size, mtime) in the cache."""
     path = Path(path).resolve()
@@ -134,7 +129,7 @@ def cache_key(files: InputFiles, config: Config) -> str:
     """Key of prepared grids: input contents, the grid-relevant config and the code."""
     key = config.grids_key()
     key["inputs"] = {"files": [file_hash(p) for p in files.for_key()]}
-    key["code"] = code_hash()
+    key["code"] = cache.source_hash(cache.PACKAGES)  # suite, baselines and models, whole
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 

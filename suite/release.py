@@ -71,11 +71,12 @@ def scored_runs(config: Config, meta: dict, name: str) -> list[ModelRun]:
     return runs
 
 
-def choose_model(run_dir: Path) -> tuple[str, dict]:
+def choose_model(run_dir: Path, meta: dict | None = None) -> tuple[str, dict]:
     """The best model of a run that predicts every month, by the run's ranking on its choice
     split (mean over seeds)."""
-    meta = json.loads((run_dir / "meta.json").read_text())
-    run_config(run_dir, meta)  # plug-ins registered
+    if meta is None:
+        meta = json.loads((run_dir / "meta.json").read_text())
+        run_config(run_dir, meta)  # its plug-ins registered
     scores = pd.read_csv(run_dir / "scores.csv")
     metric = ranking_metric(meta)
     ranking = meta["config"]["ranking"]
@@ -101,7 +102,7 @@ def release(run_dir: str | Path, out: str | Path | None = None, *, force: bool =
                          "no such file")
     meta = json.loads((run_dir / "meta.json").read_text())
     config = run_config(run_dir, meta)
-    name, choice = choose_model(run_dir)
+    name, choice = choose_model(run_dir, meta)
     runs = scored_runs(config, meta, name)
     out = Path(out) if out else run_dir / f"twsbench_{meta['run_id']}_{name}_200204_202212.nc"
     if out.exists() and not force:
