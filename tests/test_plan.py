@@ -70,3 +70,24 @@ def test_unknown_ranking_metric_is_refused_by_the_harness():
     config = parse(tiny.table(models={"names": ["mascon"]}, ranking={"metric": "nse_fin"}))
     with pytest.raises(ConfigError, match=r"\[ranking\] metric: expected auto or a score"):
         plan(config)
+
+
+def test_parsing_checks_shapes_the_harness_checks_names():
+    config = parse(tiny.table(models={"names": ["kriging"]}))  # a well-formed list
+    with pytest.raises(ConfigError, match=r"\[models\] names: expected names among .*"
+                                          r"found 'kriging'"):
+        plan(config)
+
+
+def test_parsing_imports_no_downscaler_and_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from suite.config import parse; "
+            "parse({'models': {'names': ['soft_cnn', 'lightgbm']}}); "
+            "print(sorted(m for m in ('torch', 'baselines', 'models', 'suite.downscaler') "
+            "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
