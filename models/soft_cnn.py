@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from models.settings import TrainConfig
-from suite import cache
+from suite import backend, cache
 from suite.downscaler import DOWNSCALERS, Base
 from suite.errors import ConfigError
 from suite.grids import Grids
@@ -34,17 +34,9 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.nam
 INSTALL = "pip install 'twsbench[cnn]' (torch==2.13.0 on CPU; see the README for CUDA)"
 
 
-def torch_installed() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def require_torch(name: str) -> None:
     """Raise one line saying how to install torch when it is missing."""
-    if not torch_installed():
+    if not backend.torch_installed():
         raise ConfigError(f"[models] names: {name}: expected torch, which the CNN downscalers "
                           f"need (install the cnn extra: {INSTALL}), found it not "
                           f"installed")
@@ -75,7 +67,7 @@ class SoftCNN(Base):
 
     @classmethod
     def available(cls) -> bool:
-        return torch_installed()
+        return backend.torch_installed()
 
     def __init__(self, seed: int = 0, device: str = "cpu", **params: Any):
         require_torch(self.name)

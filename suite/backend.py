@@ -34,15 +34,25 @@ def cupy_available() -> bool:
 
 
 @functools.cache
-def torch_cuda_available() -> bool:
-    """Whether torch is installed and sees a CUDA device (imports torch once)."""
+def torch_installed() -> bool:
+    """Whether torch imports (the ``cnn`` extra)."""
     try:
-        import torch
-    except Exception:
+        import torch  # noqa: F401
+    except ImportError:
         return False
+    return True
+
+
+@functools.cache
+def torch_cuda_available() -> bool:
+    """Whether torch is installed and sees a CUDA device."""
+    if not torch_installed():
+        return False
+    import torch
+
     try:
         return bool(torch.cuda.is_available())
-    except Exception:
+    except Exception:  # a broken CUDA runtime
         return False
 
 

@@ -285,23 +285,17 @@ def _validate_models(models: Models) -> None:
         if not names:
             raise ConfigError("[models] names: expected at least one model (or leave names "
                               "out for every registered downscaler), found none")
-        bad = [n for n in names if not isinstance(n, str)]
-        if bad:
-            raise ConfigError(f"[models] names: expected model names (strings), found "
-                              f"{bad[0]!r}")
         if len(set(names)) != len(names):
             raise ConfigError("[models] names: expected each model once, found repeats")
     if not models.seeds:
         raise ConfigError("[models] seeds: expected at least one seed, found none")
-    bad_seeds = [s for s in models.seeds if not isinstance(s, int) or isinstance(s, bool)
-                 or s < 0]
+    bad_seeds = [s for s in models.seeds if s < 0]  # integers: checked by _build
     if bad_seeds:
         raise ConfigError(f"[models] seeds: expected non-negative integers, found "
                           f"{bad_seeds[0]!r}")
     if len(set(models.seeds)) != len(models.seeds):
         raise ConfigError("[models] seeds: expected each seed once, found repeats")
-    bad = [p for p in models.plugins if not isinstance(p, str)
-           or not all(part.isidentifier() for part in p.split("."))]
+    bad = [p for p in models.plugins if not all(part.isidentifier() for part in p.split("."))]
     if bad:
         raise ConfigError(f"[models] plugins: expected module names (e.g. "
                           f"'my_package.my_module'), found {bad[0]!r}")

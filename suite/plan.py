@@ -95,28 +95,20 @@ def params_for(config: Config, name: str) -> dict[str, Any]:
 
 
 def plan(config: Config) -> list[ModelRun]:
-    """Every (model, seed, params, device) of ``config``, in order, after :func:`check`.
+    """Every (model, seed, params, device) of ``config``, in order, checked against this
+    machine before anything is written.
 
     A stochastic model runs once per seed of ``[models] seeds``, the others once (with the
     first seed). The device is ``[compute] device`` resolved once for the machine: a model
     that lists it in ``devices`` runs there, the others on the CPU.
+
+    Raises
+    ------
+    ConfigError, InputError
+        For what the config names but this machine does not have: unknown models,
+        parameter tables or metrics, parameters of the wrong type, missing plug-ins, torch
+        for a CNN, missing or empty input files.
     """
-    check(config)
-    device = backend.resolve(config.compute.device)
-    runs: list[ModelRun] = []
-    for name in model_names(config):
-        cls = get_class(name)
-        seeds = config.models.seeds if cls.stochastic else config.models.seeds[:1]
-        where = device if device in cls.devices else "cpu"
-        runs.extend(ModelRun(name, int(seed), params_for(config, name), where)
-                    for seed in seeds)
-    return runs
-
-
-def check(config: Config) -> None:
-    """Raise :class:`ConfigError` or :class:`InputError` for what the config names but this
-    machine does not have: unknown models, parameters or metrics, missing plug-ins, torch for
-    a CNN, missing or empty input files."""
     names = model_names(config)
     for table in config.models.params:
         if table.removesuffix(CONSERVE) not in known_names():
@@ -124,12 +116,18 @@ def check(config: Config) -> None:
                               f"registered model (among {', '.join(known_names())}), found "
                               f"{table!r}")
     device = backend.resolve(config.compute.device)
+    runs: list[ModelRun] = []
     for name in names:
         cls = get_class(name)
-        make(name, seed=config.models.seeds[0], params=params_for(config, name),
-             device=device if device in cls.devices else "cpu")
+        seeds = config.models.seeds if cls.stochastic else config.models.seeds[:1]
+        where = device if device in cls.devices else "cpu"
+        runs.extend(ModelRun(name, int(seed), params_for(config, name), where)
+                    for seed in seeds)
+    for name in names:  # building one model of each checks its parameters (and torch)
+        next(r for r in runs if r.name == name).make()
     _check_metric(config.ranking.metric)
     check_inputs(config)
+    return runs
 
 
 def _check_metric(metric: str) -> None:
@@ -141,12 +139,12 @@ def _check_metric(metric: str) -> None:
                           f"nse_fine_truth, nse_mascon_grace), found {metric!r}")
 
 
-def code_files(config: Config) -> list[Path]:
-    """Source files outside :data:`PACKAGES` that a run of ``config`` uses: its plug-in
+def code_files(config: Config, runs: Sequence[ModelRun]) -> list[Path]:
+    """Source files outside :data:`PACKAGES` that ``runs`` of ``config`` use: its plug-in
     modules and the modules defining its models (entry points included)."""
     modules = {m.__name__ for m in load(config)}
-    for name in model_names(config):
-        modules.add(get_class(name).__module__)
+    for run in runs:
+        modules.add(get_class(run.name).__module__)
     files = []
     for module in sorted(modules):
         if module.split(".")[0] in PACKAGES:

@@ -49,7 +49,7 @@ def run_id(config: Config, runs: list[ModelRun] | None = None) -> str:
     plain["compute"].pop("scheduler", None)  # where it runs does not change the results
     text = json.dumps({"config": plain, "version": __version__,
                        "runs": [r.as_dict() for r in runs],
-                       "code": code_hash(code_files(config))}, sort_keys=True, default=str)
+                       "code": code_hash(code_files(config, runs))}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import tomllib
 
 import numpy as np
 import pandas as pd
@@ -41,11 +42,10 @@ def _the_run(tmp_path):
 
 def _readme_config(folder):
     """The README's ``[models]`` example on the tiny domain, LightGBM kept quick."""
-    text = readme_block("Adding a downscaler", "toml")
-    extra = tiny.toml({k: v for k, v in tiny.TINY.items()})
-    quick = tiny.toml({"models": {"params": {"lightgbm": tiny.QUICK["lightgbm"]}}})
+    table = tomllib.loads(readme_block("Adding a downscaler", "toml"))
+    table["models"]["params"]["lightgbm"] = tiny.QUICK["lightgbm"]
     path = folder / "plugin-run.toml"
-    path.write_text(text + extra + quick.split("\n", 1)[1])
+    path.write_text(tiny.toml(tiny.table(**table)))
     return path
 
 
