@@ -23,6 +23,7 @@ log = logging.getLogger("twsbench")
 
 
 def _world(args: argparse.Namespace, console: Console) -> int:
+    from suite.calibration import measure
     from suite.domains import get_domain
     from suite.progress import bars
     from suite.twin import make_world
@@ -30,9 +31,15 @@ def _world(args: argparse.Namespace, console: Console) -> int:
     domain = get_domain(args.domain, tuple(args.bbox) if args.bbox else None)
     t0 = time.perf_counter()
     with bars(console, enabled=not args.quiet) as (stage, progress):
-        world, files, timings = make_world(domain, args.seed, args.out, stage, progress)
+        world, files, timings = make_world(domain, args.seed, args.out, stage, progress,
+                                           realism=args.realism)
+        stage("calibration statistics from the written files")
+        t1 = time.perf_counter()
+        cal = measure(files.grace, files.wghm, files.era5, files.truth)
+        timings["calibration"] = time.perf_counter() - t1
     total = time.perf_counter() - t0
-    table = Table(title=f"twin world: {domain.describe()}, seed {args.seed}", show_header=False)
+    table = Table(title=f"twin world: {domain.describe()}, {args.realism}, seed {args.seed}",
+                  show_header=False)
     table.add_row("extent", f"lat {world.lat[0] - 0.25:g}..{world.lat[-1] + 0.25:g}, "
                   f"lon {world.lon[0] - 0.25:g}..{world.lon[-1] + 0.25:g} "
                   f"({world.lat.size} × {world.lon.size} cells of 0.5°)")
@@ -45,17 +52,40 @@ def _world(args: argparse.Namespace, console: Console) -> int:
     table.add_row("time", f"{total:.1f} s (" + ", ".join(
         f"{k} {v:.1f} s" for k, v in timings.items()) + ")")
     console.print(table)
+    console.print(_calibration_table(cal, f"calibration ({args.realism})"))
     return 0
+
+
+def _calibration_table(cal, title: str) -> Table:
+    from suite.calibration import rows
+
+    header, body = rows(cal)
+    table = Table(title=title)
+    for k, name in enumerate(header):
+        table.add_column(name, justify="left" if k in (0, len(header) - 2, len(header) - 1)
+                         else "right", overflow="fold")
+    for row in body:
+        table.add_row(*row)
+    return table
 
 
 def _inspect(args: argparse.Namespace, console: Console) -> int:
     from suite.inspect import describe, group_inputs
 
-    for kind, paths in group_inputs([Path(p) for p in args.paths]):
+    groups = group_inputs([Path(p) for p in args.paths])
+    for kind, paths in groups:
         table = Table(title=f"{kind}: {', '.join(p.name for p in paths)}", show_header=False)
         for key, value in describe(kind, paths).items():
             table.add_row(key, value)
         console.print(table)
+    found = dict(groups)
+    if all(k in found for k in ("grace", "wghm", "era5")):  # a twin folder, or real inputs
+        from suite.calibration import measure
+
+        cal = measure(found["grace"][0], found["wghm"][0], found["era5"],
+                      found["truth"][0] if "truth" in found else None)
+        console.print(_calibration_table(cal, "calibration: the inputs against GRACE"
+                                         + (" and the truth" if "truth" in found else "")))
     return 0
 
 
@@ -176,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--bbox", nargs=4, type=float, metavar=("S", "N", "W", "E"),
                        help="a box in degrees; mascons whose land centroid is inside")
     world.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    world.add_argument("--realism", choices=("optimistic", "realistic", "pessimistic"),
+                       default="realistic", help="how strongly the inputs relate to the truth "
+                       "(default realistic)")
     world.add_argument("--out", required=True, help="directory for the five files")
     world.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     world.set_defaults(func=_world)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,43 @@ class Inputs:
         return self.grace is None
 
 
+#: How strongly the twin's inputs relate to its truth (see README, "Realism levels").
+REALISM = ("optimistic", "realistic", "pessimistic")
+
+
+@dataclass(frozen=True)
+class TwinWorld:
+    """One twin world: its seed and realism level."""
+
+    seed: int
+    realism: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.realism}-seed{self.seed}"
+
+
 @dataclass(frozen=True)
 class Twin:
-    """The twin world used when ``[inputs]`` is absent."""
+    """The twin world(s) used when ``[inputs]`` is absent.
+
+    ``seeds`` (several worlds) takes the place of ``seed``; ``realism`` is one level or a list.
+    Every (realism, seed) pair is a world; the first is the *primary* world, whose scores make
+    the leaderboard and whose model is released; the others test the verdict's stability.
+    """
 
     seed: int = 0
+    seeds: tuple[int, ...] = ()
+    realism: tuple[str, ...] = ("realistic",)
+
+    @property
+    def worlds(self) -> list[TwinWorld]:
+        seeds = self.seeds or (self.seed,)
+        return [TwinWorld(s, r) for r in self.realism for s in seeds]
+
+    @property
+    def primary(self) -> TwinWorld:
+        return self.worlds[0]
 
 
 @dataclass(frozen=True)
@@ -134,9 +166,18 @@ class Config:
     report: Report = Report()
     source: str = "<defaults>"
 
+    @property
+    def worlds(self) -> list[TwinWorld] | None:
+        """The twin worlds of this config; ``None`` for real input files."""
+        return self.twin.worlds if self.inputs.is_twin else None
+
+    def for_world(self, world: TwinWorld) -> Config:
+        """This config with ``world`` as its one twin world."""
+        return replace(self, twin=Twin(seed=world.seed, realism=(world.realism,)))
+
     def grids_key(self) -> dict[str, Any]:
-        """The parts of the config that decide the prepared grids."""
-        return {"inputs": asdict(self.inputs), "twin": asdict(self.twin),
+        """The parts of the config that decide the prepared grids (of the primary world)."""
+        return {"inputs": asdict(self.inputs), "twin": asdict(self.twin.primary),
                 "domain": asdict(self.domain), "period": asdict(self.period),
                 "split": asdict(self.split)}
 
@@ -244,6 +285,7 @@ def validate(config: Config) -> None:
     if inputs.is_twin and (inputs.wghm or inputs.era5 or inputs.truth):
         raise ConfigError("[inputs]: expected grace with wghm and era5 (or no [inputs] for the "
                           "twin world), found no grace")
+    _validate_twin(config.twin)
     bbox = config.domain.bbox
     if bbox is not None and len(bbox) != 4:
         raise ConfigError(f"[domain] bbox: expected [south, north, west, east], found "
@@ -276,6 +318,24 @@ def validate(config: Config) -> None:
     if config.compute.chunk_months < 1:
         raise ConfigError(f"[compute] chunk_months: expected >= 1, found "
                           f"{config.compute.chunk_months}")
+
+
+def _validate_twin(twin: Twin) -> None:
+    if not twin.realism:
+        raise ConfigError(f"[twin] realism: expected one of {', '.join(REALISM)} or a list of "
+                          "them, found none")
+    bad = [r for r in twin.realism if r not in REALISM]
+    if bad:
+        raise ConfigError(f"[twin] realism: expected one of {', '.join(REALISM)}, found "
+                          f"{bad[0]!r}")
+    if len(set(twin.realism)) != len(twin.realism):
+        raise ConfigError("[twin] realism: expected each level once, found repeats")
+    seeds = twin.seeds or (twin.seed,)
+    if any(s < 0 for s in seeds):
+        raise ConfigError(f"[twin] seeds: expected non-negative integers, found "
+                          f"{[s for s in seeds if s < 0][0]!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError("[twin] seeds: expected each seed once, found repeats")
 
 
 def _validate_models(models: Models) -> None:

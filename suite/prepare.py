@@ -65,20 +65,22 @@ def file_hash(path: Path) -> str:
     return value
 
 
-def twin_inputs(domain: Domain, seed: int, stage: Stage | None = None) -> InputFiles:
-    """The twin world's files for ``domain`` and ``seed``, generated once into the cache."""
+def twin_inputs(domain: Domain, seed: int, realism: str = "realistic",
+                stage: Stage | None = None) -> InputFiles:
+    """The twin world's files for ``domain``, ``seed`` and ``realism``, generated once into
+    the cache."""
     from suite.twin import WorldFiles, make_world
 
-    name = f"{domain.name}-seed{seed}-{cache.source_hash(('suite',))}"  # all it imports
+    name = f"{domain.name}-{realism}-seed{seed}-{cache.source_hash(('suite',))}"  # all it imports
     target = cache.cache_dir() / "twin" / name
     files = WorldFiles.in_dir(target)
     if not all(p.exists() for p in files.all()):
         if stage:
-            stage(f"generating the twin world ({domain.describe()}, seed {seed})")
+            stage(f"generating the twin world ({domain.describe()}, {realism}, seed {seed})")
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.temp_dir(target)
         try:
-            make_world(domain, seed, tmp)
+            make_world(domain, seed, tmp, realism=realism)
             if target.exists():  # another process finished first
                 shutil.rmtree(tmp)
             else:
@@ -116,7 +118,8 @@ def check_inputs(config: Config) -> None:
 def resolve_inputs(config: Config, stage: Stage | None = None) -> InputFiles:
     """Input files of a config: its ``[inputs]`` or the (cached) twin world."""
     if config.inputs.is_twin:
-        return twin_inputs(config.domain.resolve(), config.twin.seed, stage)
+        world = config.twin.primary
+        return twin_inputs(config.domain.resolve(), world.seed, world.realism, stage)
     check_inputs(config)
     i = config.inputs
     assert i.grace is not None and i.wghm is not None  # not the twin: validated in suite.config

@@ -36,8 +36,9 @@ class WorldFiles:
 
 def make_world(domain: Domain, seed: int, out: str | Path,
                stage: Callable[[str], None] | None = None,
-               progress: writers.Progress | None = None) -> tuple[World, WorldFiles, dict]:
-    """Build the twin world and write its files into ``out``.
+               progress: writers.Progress | None = None, *,
+               realism: str = "realistic") -> tuple[World, WorldFiles, dict]:
+    """Build the twin world at a realism level and write its files into ``out``.
 
     Returns
     -------
@@ -48,7 +49,7 @@ def make_world(domain: Domain, seed: int, out: str | Path,
     files = WorldFiles.in_dir(out)
     timings = {}
     t0 = time.perf_counter()
-    world = build_world(domain, seed, progress=stage)
+    world = build_world(domain, seed, progress=stage, realism=realism)
     timings["build"] = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
     for label, write in (

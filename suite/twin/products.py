@@ -1,8 +1,10 @@
 """The WaterGAP-like and ERA5-like fields of the twin, computed month block by month block.
 
 Both see the truth's seasonal and interannual parts through their own errors and neither sees
-the trends (depletion hotspots, glaciers, reservoirs). Random parts are drawn per month from
-the world's seed, so any block of months gives the same values.
+the trends (depletion hotspots, glaciers, reservoirs). At the optimistic level their errors are
+scalings of the truth's own parts; at the realistic and pessimistic levels each is a model of
+its own (:func:`model_storage`). Random parts are drawn per month from the world's seed, so
+any block of months gives the same values.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import scipy.sparse as sp
 from suite import grid, landmask
 from suite.readers.era5 import LAYER_M
 from suite.twin import fields as fx
-from suite.twin.world import MONTHS, World, index_at, interannual, seasonal
+from suite.twin.world import MONTHS, World, index_at, interannual, pluri, seasonal
 
 ERA5_RES = 0.25
 
@@ -33,12 +35,34 @@ def _monthly_noise(world: World, source: str, months: np.ndarray, length: float
                                      wrap_lon=world.is_global) for m in months])
 
 
-def _variability(world: World, months: np.ndarray) -> np.ndarray:
-    """The truth's sub-mascon variability where it exists (2002-2022), zero before."""
+def _variability(world: World, months: np.ndarray, key: str = "variability") -> np.ndarray:
+    """Sub-mascon variability (the truth's, or a model's ``key``) where it exists (2002-2022),
+    zero before."""
     out = np.zeros((months.size, *world.land.shape), np.float32)
     pos = (months.astype("datetime64[M]") - MONTHS[0]).astype(int)
     ok = (pos >= 0) & (pos < MONTHS.size)
-    out[ok] = world.latent["variability"][pos[ok]]
+    out[ok] = world.latent[key][pos[ok]]
+    return out
+
+
+def model_storage(world: World, source: str, months: np.ndarray) -> np.ndarray:
+    """A model's own storage anomaly (mm) at the realistic and pessimistic levels: seasonal
+    cycle with its zone and own amplitude and phase errors, the truth's interannual modes on
+    patterns only partly the truth's plus a mode of its own, a share of the pluri-annual
+    signals, and its own sub-mascon variability."""
+    lt = world.latent
+    p = f"{source}_"
+    ratio = lt[p + "amp_ratio"]
+    out = seasonal(ratio * (lt["amp_climate"] + lt[p + "wet"]), lt["phase"] + lt[p + "phase_shift"],
+                   months)
+    out += seasonal(ratio * lt["amp2"], lt["phase2"] + lt[p + "phase2_shift"], months,
+                    harmonic=2)
+    i1, i2 = index_at(lt, "index1", months), index_at(lt, "index2", months)
+    own = index_at(lt, p + "index", months)
+    out += 0.8 * (i1[:, None, None] * lt[p + "pattern1"] + i2[:, None, None] * lt[p + "pattern2"])
+    out += own[:, None, None] * lt[p + "pattern_own"]
+    out += lt[p + "pluri_seen"] * pluri(lt, months)
+    out += _variability(world, months, p + "variability")
     return out
 
 
@@ -50,11 +74,14 @@ def wghm_land(world: World) -> np.ndarray:
 def wghm_block(world: World, months: np.ndarray) -> np.ndarray:
     """Absolute storage in mm (kg m-2), NaN off WaterGAP's land, for ``months``."""
     lt = world.latent
-    out = seasonal(lt["wghm_bias"] * (lt["amp_climate"] + 0.7 * lt["wet"]),
-                   lt["phase"] + lt["wghm_lag"], months)
-    out += seasonal(lt["amp2"], lt["phase2"], months, harmonic=2)
-    out += 0.8 * interannual(lt, months)
-    out += 0.5 * _variability(world, months)
+    if world.level is None:
+        out = seasonal(lt["wghm_bias"] * (lt["amp_climate"] + 0.7 * lt["wet"]),
+                       lt["phase"] + lt["wghm_lag"], months)
+        out += seasonal(lt["amp2"], lt["phase2"], months, harmonic=2)
+        out += 0.8 * interannual(lt, months)
+        out += 0.5 * _variability(world, months)
+    else:
+        out = model_storage(world, "wghm", months)
     out += 10.0 * _monthly_noise(world, "wghm", months, 2.0)
     out += lt["wghm_base"][None]
     out[:, ~wghm_land(world)] = np.nan
@@ -117,6 +144,8 @@ def era5_block(world: World, months: np.ndarray) -> dict[str, np.ndarray]:
     share = lt["era5_share"]
 
     def storage(ms: np.ndarray) -> np.ndarray:
+        if world.level is not None:
+            return share * model_storage(world, "era5", ms)
         total = seasonal(share * lt["amp_climate"], lt["phase"], ms)
         total += seasonal(share * lt["amp2"], lt["phase2"], ms, harmonic=2)
         total += share * interannual(lt, ms) + 0.5 * share * _variability(world, ms)

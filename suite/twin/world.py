@@ -3,8 +3,9 @@
 The truth holds what the real inputs also see (seasonal cycle, interannual modes, sub-mascon
 variability) and what the models and the reanalysis miss (groundwater-depletion hotspots,
 glacier loss, reservoir filling). GRACE-like mascon means, a WaterGAP-like model and ERA5-like
-reanalysis fields are derived from it the way the real ones relate to reality. Same domain
-and seed, same arrays.
+reanalysis fields are derived from it the way the real ones relate to reality, with errors of
+their own whose size is set by the realism level (:data:`LEVELS`). Same domain, seed and level,
+same arrays.
 """
 
 from __future__ import annotations
@@ -48,6 +49,73 @@ KNOWN_GLACIERS = [
 ]
 
 
+@dataclass(frozen=True)
+class Level:
+    """How strongly a twin's inputs relate to its truth (one realism level).
+
+    Model errors (WaterGAP-like and ERA5-like, each its own draw) and GRACE errors; the
+    README's "Realism levels" table gives each number's source or marks it as chosen.
+    """
+
+    zone_scale: float  # × the climate-zone errors of :data:`ZONES` (log amplitude and phase)
+    amp_noise: float  # sd of the model's own log amplitude error (sub-mascon to regional)
+    phase_noise: float  # sd of the model's own phase error, months
+    wet_share: float  # share of the truth's wetlands and river corridors the model has
+    pattern_corr: float  # correlation of the model's interannual patterns with the truth's
+    own_mode: float  # amplitude (mm) of the model's own interannual mode
+    variability_corr: float  # correlation of the model's sub-mascon variability with the truth's
+    pluri_amp: float  # scale of the truth's pluri-annual signals (drought and wet spells)
+    pluri_seen: float  # share of them the model reproduces
+    grace_rho: float  # lag-1 autocorrelation of GRACE errors (monthly AR(1))
+    sigma_ratio: float  # median of actual error / stated σ over mascons
+    sigma_spread: float  # lognormal sd of that ratio across mascons
+    leakage: float  # share of a mascon's value blurred from its ~300-km surroundings
+    damping: float  # largest damping of a low-variance mascon's signal
+
+
+#: The realism levels. ``optimistic`` is the construction of twsbench ≤ 0.x: the model is a
+#: scaled copy of the truth's parts and GRACE's noise is white with exactly its stated size
+#: (its fields are unused; :func:`build_world` keeps that construction bit for bit).
+LEVELS: dict[str, Level | None] = {
+    "optimistic": None,
+    "realistic": Level(zone_scale=1.0, amp_noise=0.3, phase_noise=0.6, wet_share=0.4,
+                       pattern_corr=0.5, own_mode=30.0, variability_corr=0.3, pluri_amp=1.0,
+                       pluri_seen=0.5, grace_rho=0.8, sigma_ratio=1.0, sigma_spread=0.35,
+                       leakage=0.15, damping=0.2),
+    "pessimistic": Level(zone_scale=1.5, amp_noise=0.5, phase_noise=1.2, wet_share=0.2,
+                         pattern_corr=0.3, own_mode=40.0, variability_corr=0.1, pluri_amp=1.4,
+                         pluri_seen=0.3, grace_rho=0.7, sigma_ratio=1.25, sigma_spread=0.5,
+                         leakage=0.25, damping=0.35),
+}
+
+#: Climate zones of the twin and of the calibration report: cold (mean 2-m temperature below
+#: 5 °C), arid (annual storage amplitude below 50 mm), tropical (|lat| < 23.5°), temperate.
+ZONE_NAMES = ("tropical", "arid", "temperate", "cold")
+#: Seasonal errors of global models against GRACE by zone: (amplitude ratio model/GRACE,
+#: phase shift in months, positive = the model peaks later). Directions and sizes from Bibi
+#: et al. 2024 (HESS 28:1725), see the README's table.
+ZONES = {"tropical": (0.75, 0.0), "arid": (0.6, 1.0), "temperate": (0.8, 1.0),
+         "cold": (1.3, -2.0)}
+#: The ERA5-like storage's own seasonal errors by zone (chosen: no source gives them).
+ERA5_ZONES = {"tropical": (0.9, 0.0), "arid": (0.8, 0.5), "temperate": (0.9, 0.5),
+              "cold": (1.15, -1.0)}
+COLD_K = 278.15
+ARID_MM = 50.0
+
+
+def climate_zone(abs_lat: np.ndarray, t2m_mean: np.ndarray, amplitude: np.ndarray
+                 ) -> np.ndarray:
+    """Index into :data:`ZONE_NAMES` of each cell or mascon."""
+    return np.select([t2m_mean < COLD_K, amplitude < ARID_MM, abs_lat < 23.5], [3, 1, 0], 2)
+
+
+def get_level(realism: str) -> Level | None:
+    if realism not in LEVELS:
+        raise ConfigError(f"[twin] realism: expected one of {', '.join(LEVELS)}, found "
+                          f"{realism!r}")
+    return LEVELS[realism]
+
+
 @dataclass
 class World:
     """The twin's arrays on its extent (a box of the global 0.5° grid holding whole mascons).
@@ -72,6 +140,11 @@ class World:
     epochs: np.ndarray  # record mid-times, datetime64[s]
     epoch_bounds: np.ndarray  # (n, 2) first and last day of each solution, datetime64[s]
     latent: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    realism: str = "realistic"
+
+    @property
+    def level(self) -> Level | None:
+        return LEVELS[self.realism]
 
     @property
     def lat(self) -> np.ndarray:
@@ -106,8 +179,9 @@ def _extent(domain: Domain, tiles: np.ndarray, land: np.ndarray
 
 
 def build_world(domain: Domain, seed: int = 0,
-                progress: Callable[[str], None] | None = None) -> World:
-    """Generate the twin world for ``domain`` (deterministic in ``seed``).
+                progress: Callable[[str], None] | None = None, *,
+                realism: str = "realistic") -> World:
+    """Generate the twin world for ``domain`` (deterministic in ``seed`` and ``realism``).
 
     Parameters
     ----------
@@ -117,11 +191,14 @@ def build_world(domain: Domain, seed: int = 0,
         Seed of every random draw.
     progress
         Called with a short label as each stage starts.
+    realism
+        ``optimistic``, ``realistic`` or ``pessimistic`` (:data:`LEVELS`).
 
     Returns
     -------
     World
     """
+    level = get_level(realism)
     step = progress or (lambda label: log.info("twin: %s", label))
     step("land mask and mascons")
     global_land = landmask.land_fraction(grid.LAT, grid.LON, grid.RES) >= landmask.LAND_THRESHOLD
@@ -135,10 +212,11 @@ def build_world(domain: Domain, seed: int = 0,
     counts_here = np.bincount(tiles.ravel(), minlength=counts_global.size)
     whole = (counts_here == counts_global)[tiles]
 
-    seeds = np.random.SeedSequence([seed, 20020401]).spawn(8)
+    # the first eight streams are those of the optimistic construction, unchanged
+    seeds = np.random.SeedSequence([seed, 20020401]).spawn(12)
     rng = {name: np.random.default_rng(s) for name, s in zip(
-        ["pattern", "index", "variability", "trend", "grace", "wghm", "era5", "ocean"],
-        seeds, strict=True)}
+        ["pattern", "index", "variability", "trend", "grace", "wghm", "era5", "ocean",
+         "pluri", "wghm_errors", "era5_errors", "grace_errors"], seeds, strict=True)}
     lat2, lon2 = np.meshgrid(grid.LAT[rows], grid.LON[cols], indexing="ij")
     wrap = cols.size == grid.LON.size
     shape = land.shape
@@ -154,6 +232,13 @@ def build_world(domain: Domain, seed: int = 0,
     del white
     step("truth: depletion hotspots, glaciers, reservoirs")
     latent.update(_trends(rng["trend"], lat2, lon2, land))
+    if level is not None:
+        step("truth: pluri-annual droughts and wet spells")
+        latent.update(_pluri(rng["pluri"], lat2, lon2, land, wrap, level))
+        for source in ("wghm", "era5"):
+            step(f"{source}: errors of its own")
+            latent.update(_model_errors(rng[f"{source}_errors"], source, latent, lat2, lon2,
+                                        land, wrap, level))
 
     step("truth: anomalies")
     truth = _truth(latent, MONTHS)
@@ -163,12 +248,12 @@ def build_world(domain: Domain, seed: int = 0,
 
     step("GRACE: mascon means, noise and uncertainty")
     grace_months = MONTHS[(MONTHS >= mo.GRACE_START) & ~np.isin(MONTHS, mo.MISSING_MONTHS)]
-    grace, sigma = _grace(rng, truth, tiles, land, ice, whole, grace_months, lat2, wrap)
+    grace, sigma = _grace(rng, truth, tiles, land, ice, whole, grace_months, lat2, wrap, level)
     epochs, bounds = record_times(grace_months)
     return World(domain=domain, seed=seed, rows=rows, cols=cols, land=land, jpl_land=jpl_land,
                  tiles=tiles, whole=whole, domain_tiles=chosen, truth=truth.astype(np.float32),
                  grace_months=grace_months, grace=grace, sigma=sigma, epochs=epochs,
-                 epoch_bounds=bounds, latent=latent)
+                 epoch_bounds=bounds, latent=latent, realism=realism)
 
 
 def _patterns(rng: np.random.Generator, lat2: np.ndarray, lon2: np.ndarray, land: np.ndarray,
@@ -245,6 +330,90 @@ def _trends(rng: np.random.Generator, lat2: np.ndarray, lon2: np.ndarray, land: 
     return {"depletion": depletion * land, "glacier": glacier * land, "reservoirs": reservoirs}
 
 
+def _pluri(rng: np.random.Generator, lat2: np.ndarray, lon2: np.ndarray, land: np.ndarray,
+           wrap: bool, level: Level) -> dict[str, np.ndarray]:
+    """Pluri-annual signals of the truth: a slow mode (decorrelation ~5 years) on a ~10°
+    pattern, and multi-year droughts and wet spells of 2-6 years over regions 2-5° across."""
+    shape = land.shape
+    index = fx.ar1_series(rng, WGHM_MONTHS.size, 0.985)
+    pattern = level.pluri_amp * 40.0 * fx.smooth_field(rng, shape, 20.0, wrap_lon=wrap)
+    n_events = max(2, int(land.sum() // 500))
+    cells = np.argwhere(land)
+    maps, params = [], []
+    for i, j in cells[rng.integers(0, len(cells), n_events)]:
+        maps.append(fx.gaussian_blob(lat2, lon2, lat2[i, j], lon2[i, j], rng.uniform(2.0, 5.0)))
+        sign = -1.0 if rng.random() < 0.55 else 1.0  # droughts slightly more often
+        params.append([rng.uniform(2002.0, 2020.0), rng.uniform(2.0, 6.0),
+                       sign * level.pluri_amp * rng.uniform(60.0, 200.0)])
+    return {"pluri_index": index, "pluri_pattern": pattern.astype(np.float32),
+            "event_maps": (np.stack(maps) * land).astype(np.float32),
+            "events": np.array(params)}
+
+
+def pluri(latent: dict[str, np.ndarray], months: np.ndarray) -> np.ndarray:
+    """The truth's pluri-annual part at ``months`` (zero where the level has none)."""
+    if "pluri_index" not in latent:
+        return np.zeros((months.size, *latent["amp"].shape), np.float32)
+    out = index_at(latent, "pluri_index", months)[:, None, None] * latent["pluri_pattern"][None]
+    years = _years(months)
+    for (start, duration, depth), shape in zip(latent["events"], latent["event_maps"],
+                                               strict=True):
+        phase = np.clip((years - start) / duration, 0.0, 1.0)
+        window = (np.sin(np.pi * phase) ** 2).astype(np.float32)  # onset, peak, recovery
+        out += np.float32(depth) * window[:, None, None] * shape[None]
+    return out
+
+
+def _model_errors(rng: np.random.Generator, source: str, latent: dict[str, np.ndarray],
+                  lat2: np.ndarray, lon2: np.ndarray, land: np.ndarray, wrap: bool,
+                  level: Level) -> dict[str, np.ndarray]:
+    """A model's own view of the world: seasonal errors by climate zone with their own
+    sub-mascon structure, its own wetlands and interannual patterns, its own sub-mascon
+    variability correlated with the truth's only to ``level.variability_corr``."""
+    from scipy import ndimage  # local: only the patterns need it
+
+    shape = land.shape
+    big = lambda length: fx.smooth_field(rng, shape, length, wrap_lon=wrap)  # noqa: E731
+    multi = lambda: fx.multiscale_field(rng, shape, (1.5, 4.0, 10.0), wrap_lon=wrap)  # noqa: E731
+    zone = climate_zone(np.abs(lat2), latent["t2m_mean"], latent["amp_climate"])
+    table = ZONES if source == "wghm" else ERA5_ZONES
+    log_ratio = np.log(np.array([table[z][0] for z in ZONE_NAMES]))[zone]
+    shift = np.array([table[z][1] for z in ZONE_NAMES])[zone]
+    smooth = lambda a: ndimage.gaussian_filter(a, 2.0, mode=("nearest", "wrap" if wrap  # noqa: E731
+                                                              else "nearest"))
+    amp_ratio = np.exp(level.zone_scale * smooth(log_ratio) + level.amp_noise * multi())
+    phase_shift = level.zone_scale * smooth(shift) + level.phase_noise * multi()
+    # wetlands and river corridors: a share of the truth's, and some of the model's own
+    own_wet = np.zeros(shape, np.float32)
+    n_wet = max(2, int(land.sum() // 400))
+    for (i, j) in np.argwhere(land)[rng.integers(0, max(1, land.sum()), n_wet)]:
+        own_wet += rng.uniform(80, 220) * fx.gaussian_blob(lat2, lon2, lat2[i, j], lon2[i, j],
+                                                            rng.uniform(0.4, 0.9))
+    wet = level.wet_share * latent["wet"] + (1.0 - level.wet_share) * own_wet
+    c = level.pattern_corr
+    s = np.sqrt(1.0 - c * c)
+    p = f"{source}_"
+    out = {
+        p + "amp_ratio": amp_ratio.astype(np.float32),
+        p + "phase_shift": phase_shift.astype(np.float32),
+        p + "wet": wet.astype(np.float32),
+        p + "phase2_shift": (phase_shift + 1.0 * level.phase_noise * big(6)).astype(np.float32),
+        p + "pattern1": (c * latent["pattern1"] + s * 45.0 * big(16)).astype(np.float32),
+        p + "pattern2": (c * latent["pattern2"] + s * 25.0 * big(10)).astype(np.float32),
+        p + "pattern_own": (level.own_mode * big(8)).astype(np.float32),
+        p + "index": fx.ar1_series(rng, WGHM_MONTHS.size, 0.9),
+        p + "pluri_seen": (level.pluri_seen * np.exp(0.3 * big(12))).astype(np.float32),
+    }
+    n = MONTHS.size
+    white = fx.multiscale_field(rng, (n, *shape), (1.0, 2.0, 4.0), wrap_lon=wrap)
+    own = fx.ar1_fields(white, 0.6)
+    del white
+    r = level.variability_corr
+    mix = r * latent["variability"] + np.sqrt(1.0 - r * r) * own * latent["var_amp"][None]
+    out[p + "variability"] = (0.8 * mix).astype(np.float32)
+    return out
+
+
 def _years(months: np.ndarray) -> np.ndarray:
     return 1970.0 + (months.astype("datetime64[M]").astype(int) + 0.5) / 12.0
 
@@ -281,13 +450,21 @@ def _truth(latent: dict[str, np.ndarray], months: np.ndarray) -> np.ndarray:
     for i, j, start, duration, volume in latent["reservoirs"]:
         fill = np.clip((years - start) / duration, 0.0, 1.0)
         out[:, int(i), int(j)] += volume * fill
+    if "pluri_index" in latent:
+        out += pluri(latent, months)
     return out
 
 
 def _grace(rng: dict, truth: np.ndarray, tiles: np.ndarray, land: np.ndarray, ice: np.ndarray,
-           whole: np.ndarray, grace_months: np.ndarray, lat2: np.ndarray, wrap: bool
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """GRACE-like mascon means with correlated noise and per-mascon 1-σ, on whole tiles."""
+           whole: np.ndarray, grace_months: np.ndarray, lat2: np.ndarray, wrap: bool,
+           level: Level | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """GRACE-like mascon means with correlated noise and per-mascon 1-σ, on whole tiles.
+
+    With a realism ``level``: the errors are AR(1) in time as well as correlated in space,
+    their size differs from the stated σ by a per-mascon factor, a share of each mascon's
+    value leaks in from its ~300-km surroundings (ocean and ice included, as CRI's coastline
+    filter leaves some), and low-variance mascons are damped as regularisation does.
+    """
     r = rng["grace"]
     sel = np.isin(MONTHS, grace_months)
     years = _years(grace_months).astype(np.float32)
@@ -304,7 +481,8 @@ def _grace(rng: dict, truth: np.ndarray, tiles: np.ndarray, land: np.ndarray, ic
         grace_months)
     signal = np.where(land[None], np.nan_to_num(truth[sel]), np.where(ice[None], ice_signal,
                                                                         ocean))
-    means = parts.mean(signal.reshape(grace_months.size, -1)[:, flat].T)  # (parts, months)
+    cells_of = lambda a: a.reshape(grace_months.size, -1)[:, flat].T  # noqa: E731
+    means = parts.mean(cells_of(signal))  # (parts, months)
 
     kind = parts.ids % 3
     base_sigma = np.select([kind == 0, kind == 1], [r.uniform(15, 40, kind.size),
@@ -313,9 +491,26 @@ def _grace(rng: dict, truth: np.ndarray, tiles: np.ndarray, land: np.ndarray, ic
     era = np.select([years < 2004, years < 2011, years < 2018.4], [1.4, 1.0, 1.2], 0.9)
     sigma = base_sigma[:, None] * era[None, :].astype(np.float32)  # (parts, months)
     field = fx.smooth_field(r, (grace_months.size, *tiles.shape), 6.0, wrap_lon=wrap)
-    z = parts.mean(field.reshape(grace_months.size, -1)[:, flat].T)
+    actual = sigma
+    if level is not None:
+        from scipy import ndimage  # local: only the realistic levels need it
+
+        e = rng["grace_errors"]
+        field = fx.ar1_fields(field, level.grace_rho)
+        ratio = level.sigma_ratio * np.exp(level.sigma_spread * e.standard_normal(kind.size)
+                                           - 0.5 * level.sigma_spread**2)
+        actual = sigma * ratio[:, None]
+        # leakage: a share of the value comes from a ~300-km neighbourhood (1.5° Gaussian)
+        mode = ("nearest", "wrap" if wrap else "nearest")
+        blurred = np.stack([ndimage.gaussian_filter(month, 3.0, mode=mode) for month in signal])
+        means = (1.0 - level.leakage) * means + level.leakage * parts.mean(cells_of(blurred))
+        # regularisation damps mascons of small signal (up to level.damping at sd → 0)
+        anomaly = means - means.mean(axis=1, keepdims=True)
+        keep = 1.0 - level.damping * np.exp(-anomaly.std(axis=1) / 40.0)
+        means = means.mean(axis=1, keepdims=True) + keep[:, None] * anomaly
+    z = parts.mean(cells_of(field))
     z /= z.std()
-    values = means + sigma * z
+    values = means + actual * z
     baseline = (grace_months >= mo.BASELINE[0]) & (grace_months <= mo.BASELINE[1])
     values -= values[:, baseline].mean(axis=1, keepdims=True)  # JPL's time_mean_removed
 
