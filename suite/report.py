@@ -55,6 +55,30 @@ def leaderboard(scores: pd.DataFrame, timing: pd.DataFrame, meta: dict,
     return out
 
 
+def verdicts(worlds: pd.DataFrame, meta: dict, order: list[str]) -> pd.DataFrame:
+    """For each pair of models (the first ranked above the second in the primary world), in
+    how many worlds the first beats the second on the ranking metric (mean over seeds, report
+    split and region), and whether that holds in every world."""
+    rank = ranking_metric(meta)
+    ranking = meta["config"]["ranking"]
+    sel = worlds[(worlds["metric"] == rank) & (worlds["split"] == ranking["report_split"])
+                 & (worlds["region"] == ranking["region"])]
+    table = sel.groupby(["world", "model"])["value"].mean().unstack("model")
+    sign = -1.0 if higher_is_better(rank) is False else 1.0
+    rows = []
+    for i, first in enumerate(order):
+        for second in order[i + 1:]:
+            if first not in table or second not in table:
+                continue
+            both = table[[first, second]].dropna()
+            wins = int((sign * (both[first] - both[second]) > 0).sum())
+            rows.append({"first": first, "second": second,
+                         "worlds won": f"{wins}/{len(both)}",
+                         "holds in every world": "yes" if wins == len(both) > 0 else "no"})
+    return pd.DataFrame(rows, columns=["first", "second", "worlds won",
+                                       "holds in every world"])
+
+
 def scorecard(scores: pd.DataFrame, monthly: pd.DataFrame, meta: dict) -> pd.DataFrame:
     """% difference from ``mascon`` on the report split, with a paired bootstrap over months
     of the monthly mean squared error (fine truth when present, else GRACE)."""
@@ -316,6 +340,15 @@ def build_report(run: str | Path) -> Path:
         ("Speed", "Wall time and peak resident memory per model (mean over seeds).",
          timing_table),
     ]
+    if (run / "worlds.csv").exists():
+        table = verdicts(pd.read_csv(run / "worlds.csv"), meta, list(board.index))
+        held = int((table["holds in every world"] == "yes").sum())
+        sections.insert(1, (
+            "Verdict stability", f"Each pair of models ranked in the primary world "
+            f"(`{meta['worlds'][0]}`): in how many of the {len(meta['worlds'])} twin worlds "
+            f"({', '.join(meta['worlds'])}) the first beats the second on `{rank}` (mean over "
+            f"seeds). {held} of {len(table)} verdicts hold in every world; only those are "
+            "verdicts a user can rely on.", table.set_index("first")))
     if not bench.empty:
         sections.append(("Speed benchmarks", "pytest-benchmark medians (tests/bench).", bench))
     inputs = ("twin world (synthetic)" if meta["config"]["inputs"]["grace"] is None
@@ -323,7 +356,9 @@ def build_report(run: str | Path) -> Path:
     md = [f"# twsbench run `{meta['run_id']}`", "",
           f"- domain: {meta['grids'].get('domain')}; {meta['grids'].get('cells')}",
           f"- months: {meta['grids'].get('months')}; splits: {meta['grids'].get('splits')}",
-          f"- inputs: {inputs}; truth: {'yes' if meta['has_truth'] else 'no'}",
+          f"- inputs: {inputs}"
+          + (f" ({meta['worlds'][0]})" if meta.get("worlds") else "")
+          + f"; truth: {'yes' if meta['has_truth'] else 'no'}",
           f"- versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}",
           f"- seeds: {meta['seeds']}; stage seconds: "
           + ", ".join(f"{k} {v:.1f}" for k, v in meta["stage_seconds"].items()), ""]

@@ -88,6 +88,48 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _fit_and_score(runs: list[ModelRun], grids: Grids, truth: np.ndarray | None, rid: str,
+                   work: Path | None, stage: Stage, progress: Progress | None
+                   ) -> tuple[list, list, list[dict[str, Any]]]:
+    """Fit, predict and score every run on one world's grids; predictions and histories are
+    saved into ``work`` (the primary world) unless it is ``None``."""
+    rows, monthly = [], []
+    timing: list[dict[str, Any]] = []
+    train = grids.split_months("train")
+    for k, spec in enumerate(runs):
+        name, seed, tag = spec.name, spec.seed, spec.tag
+        stage(f"{name} (seed {seed}): fit")
+        model = spec.make()
+        with measure() as fit_m:
+            model.fit(grids, train)
+        stage(f"{name} (seed {seed}): predict")
+        with measure() as pred_m:
+            cells = np.asarray(model.predict_cells(grids, grids.months), dtype=np.float64)
+        if work is not None:
+            save_prediction(cells, grids, work / "predictions" / f"{tag}.nc",
+                            {"model": name, "seed": seed})
+            history = model.history
+            if history:
+                (work / "history" / f"{tag}.json").write_text(json.dumps(history, indent=1))
+        t1 = time.perf_counter()
+        r, m = score_prediction(grids, cells, truth, name, seed, rid)
+        rows += r
+        monthly += m
+        covered = int(model.covers(grids, grids.months).sum())
+        timing.append({
+            "model": name, "seed": seed, "fit_seconds": fit_m.seconds,
+            "predict_seconds": pred_m.seconds,
+            "cells_months_per_second": grids.n_cells * covered / max(pred_m.seconds, 1e-9),
+            "fit_peak_rss_gib": fit_m.peak_rss / 2**30,
+            "predict_peak_rss_gib": pred_m.peak_rss / 2**30,
+            "score_seconds": time.perf_counter() - t1,
+            "device": spec.device,
+        })
+        if progress:
+            progress("models", k + 1, len(runs))
+    return rows, monthly, timing
+
+
 def _remove_stale(out_root: Path) -> None:
     """Remove working folders left by killed runs (of any config or code version); those of
     runs still going are left alone."""
@@ -126,44 +168,30 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
     try:
         stages: dict[str, float] = {}
         t0 = time.perf_counter()
-        grids, grids_path, cached = prepare(config, stage=stage)
+        worlds = config.worlds or [None]  # None: the real files
+        primary = config.for_world(worlds[0]) if worlds[0] is not None else config
+        grids, grids_path, cached = prepare(primary, stage=stage)
         stages["prepare"] = time.perf_counter() - t0
-        files = resolve_inputs(config)
+        files = resolve_inputs(primary)
         truth = truth_on_cells(files.truth, grids) if files.truth else None
         save_grid(grids, truth, work / "grid.nc")
-        rows, monthly = [], []
-        timing: list[dict[str, Any]] = []
-        train = grids.split_months("train")
-        for k, spec in enumerate(runs):
-            name, seed, tag = spec.name, spec.seed, spec.tag
-            stage(f"{name} (seed {seed}): fit")
-            model = spec.make()
-            with measure() as fit_m:
-                model.fit(grids, train)
-            stage(f"{name} (seed {seed}): predict")
-            with measure() as pred_m:
-                cells = np.asarray(model.predict_cells(grids, grids.months), dtype=np.float64)
-            save_prediction(cells, grids, work / "predictions" / f"{tag}.nc",
-                            {"model": name, "seed": seed})
-            history = model.history
-            if history:
-                (work / "history" / f"{tag}.json").write_text(json.dumps(history, indent=1))
-            t1 = time.perf_counter()
-            r, m = score_prediction(grids, cells, truth, name, seed, rid)
-            rows += r
-            monthly += m
-            covered = int(model.covers(grids, grids.months).sum())
-            timing.append({
-                "model": name, "seed": seed, "fit_seconds": fit_m.seconds,
-                "predict_seconds": pred_m.seconds,
-                "cells_months_per_second": grids.n_cells * covered / max(pred_m.seconds, 1e-9),
-                "fit_peak_rss_gib": fit_m.peak_rss / 2**30,
-                "predict_peak_rss_gib": pred_m.peak_rss / 2**30,
-                "score_seconds": time.perf_counter() - t1,
-                "device": spec.device,
-            })
-            if progress:
-                progress("models", k + 1, len(runs))
+        rows, monthly, timing = _fit_and_score(runs, grids, truth, rid, work, stage, progress)
+        world_rows = [(worlds[0].label, *r) for r in rows] if len(worlds) > 1 else []
+        for world in worlds[1:]:  # the verdict's stability: scores only
+            assert world is not None
+            stage(f"world {world.label}")
+            t0 = time.perf_counter()
+            other = config.for_world(world)
+            w_grids, _, _ = prepare(other, stage=stage)
+            w_truth_path = resolve_inputs(other).truth
+            w_truth = truth_on_cells(w_truth_path, w_grids) if w_truth_path else None
+            stages["prepare"] += time.perf_counter() - t0
+            w_rows, _, w_timing = _fit_and_score(runs, w_grids, w_truth, rid, None, stage, None)
+            world_rows += [(world.label, *r) for r in w_rows]
+            timing += [{**t, "world": world.label} for t in w_timing]
+        if world_rows:
+            timing = [{"world": worlds[0].label, **t} if "world" not in t else t
+                      for t in timing]
         stages["models"] = sum(t["fit_seconds"] + t["predict_seconds"] for t in timing)
         stages["scores"] = sum(t["score_seconds"] for t in timing)
         stage("writing the scores")
@@ -175,6 +203,11 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
         pd.DataFrame(monthly, columns=list(MONTHLY_COLUMNS)).to_csv(work / "monthly.csv",
                                                                      index=False)
         pd.DataFrame(timing).to_csv(work / "timing.csv", index=False)
+        if world_rows:
+            worlds_table = pd.DataFrame(world_rows, columns=["world", *COLUMNS])
+            worlds_table["higher_is_better"] = worlds_table["higher_is_better"].astype(
+                "boolean")
+            worlds_table.to_csv(work / "worlds.csv", index=False)
         for path in benchmark_json or []:
             (work / "benchmarks").mkdir(exist_ok=True)
             shutil.copy(path, work / "benchmarks" / Path(path).name)
@@ -185,7 +218,8 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
                     started, UTC).isoformat(timespec="seconds"),
                 "stage_seconds": stages, "device": backend.resolve(config.compute.device),
                 "runs": [r.as_dict() for r in runs],
-                "plugins": list(config.models.plugins)}
+                "plugins": list(config.models.plugins),
+                "worlds": [w.label for w in worlds if w is not None]}
         (work / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
         if Path(config.source).exists():
             shutil.copy(config.source, work / "config.toml")

@@ -68,8 +68,8 @@ def test_registry_invariants(tiny_grids, fitted, name, tmp_path):
 
 
 def test_every_name_of_the_registry_is_checked():
-    assert {"mascon", "bilinear", "pattern_transfer", "random_forest", "lightgbm",
-            *tiny.CNNS} <= set(NAMES)
+    assert {"mascon", "bilinear", "pattern_transfer", "wghm_anomaly", "mascon_regression",
+            "random_forest", "lightgbm", *tiny.CNNS} <= set(NAMES)
 
 
 def test_registering_sets_the_name():
@@ -105,7 +105,7 @@ def test_pattern_transfer_beats_mascon_on_fine_scale_truth(tiny_grids, tiny_trut
 
 def test_learned_models_predict_gap_months_from_predictors(tiny_grids, tiny_truth, fitted):
     gap = tiny_grids.splits["gap"]
-    for name in ("lightgbm", "random_forest", PLUGIN):
+    for name in ("lightgbm", "random_forest", "wghm_anomaly", "mascon_regression", PLUGIN):
         cells = fitted[name][1]
         assert np.isfinite(cells[gap]).all()
         # predictors alone carry the seasonal cycle

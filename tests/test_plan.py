@@ -35,8 +35,8 @@ def test_conserve_tables_update_the_model_table():
 
 def test_leaving_names_out_runs_every_registered_model_in_order():
     names = model_names(parse({}))
-    assert names[:5] == ("mascon", "bilinear", "pattern_transfer", "random_forest",
-                         "lightgbm")
+    assert names[:7] == ("mascon", "bilinear", "pattern_transfer", "wghm_anomaly",
+                         "mascon_regression", "random_forest", "lightgbm")
     assert set(tiny.CNNS) <= set(names)
 
 

@@ -234,4 +234,5 @@ def test_without_torch_the_default_model_list_leaves_the_cnns_out(tmp_path):
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1].split(",") == ["mascon", "bilinear", "pattern_transfer",
+                                                    "wghm_anomaly", "mascon_regression",
                                                     "random_forest", "lightgbm"]
