@@ -23,7 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from suite import __version__, backend, cache
-from suite.config import Config, as_plain
+from suite.config import Config, TwinWorld, as_plain
 from suite.grids import Grids
 from suite.plan import ModelRun, code_files, code_hash, plan
 from suite.prepare import prepare, resolve_inputs
@@ -168,7 +168,9 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
     try:
         stages: dict[str, float] = {}
         t0 = time.perf_counter()
-        worlds = config.worlds or [None]  # None: the real files
+        worlds: list[TwinWorld | None] = [None]  # None: the real files
+        if config.worlds:
+            worlds = list(config.worlds)
         primary = config.for_world(worlds[0]) if worlds[0] is not None else config
         grids, grids_path, cached = prepare(primary, stage=stage)
         stages["prepare"] = time.perf_counter() - t0
@@ -176,7 +178,8 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
         truth = truth_on_cells(files.truth, grids) if files.truth else None
         save_grid(grids, truth, work / "grid.nc")
         rows, monthly, timing = _fit_and_score(runs, grids, truth, rid, work, stage, progress)
-        world_rows = [(worlds[0].label, *r) for r in rows] if len(worlds) > 1 else []
+        labels = [w.label if w is not None else "files" for w in worlds]
+        world_rows = [(labels[0], *r) for r in rows] if len(worlds) > 1 else []
         for world in worlds[1:]:  # the verdict's stability: scores only
             assert world is not None
             stage(f"world {world.label}")
@@ -190,7 +193,7 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
             world_rows += [(world.label, *r) for r in w_rows]
             timing += [{**t, "world": world.label} for t in w_timing]
         if world_rows:
-            timing = [{"world": worlds[0].label, **t} if "world" not in t else t
+            timing = [{"world": labels[0], **t} if "world" not in t else t
                       for t in timing]
         stages["models"] = sum(t["fit_seconds"] + t["predict_seconds"] for t in timing)
         stages["scores"] = sum(t["score_seconds"] for t in timing)
