@@ -139,7 +139,7 @@ def measure(grace: str | Path, wghm: str | Path, era5: Sequence[str | Path],
     lat2 = np.repeat(lat, lon.size)[flat]
     lon2 = np.tile(lon, lat.size)[flat]
     clat, clon = mascons.centroids(lat2, lon2)
-    t2m = e["t2m"].mean("time").sel(lat=xr_points(clat), lon=xr_points(clon), method="nearest")
+    t2m = e["t2m"].mean("time").sel(lat=_points(clat), lon=_points(clon), method="nearest")
     amp_g = metrics.annual_harmonic(g_m, months).amplitude
     zone = climate_zone(np.abs(clat), np.asarray(t2m.values, dtype=np.float64), amp_g)
     per.insert(0, "zone", [ZONE_NAMES[z] for z in zone])
@@ -151,7 +151,7 @@ def measure(grace: str | Path, wghm: str | Path, era5: Sequence[str | Path],
     return out
 
 
-def xr_points(values: np.ndarray):
+def _points(values: np.ndarray):
     import xarray as xr
 
     return xr.DataArray(values, dims="points")
@@ -188,7 +188,7 @@ def _twin_only(mascons: Mascons, flat: np.ndarray, lat: np.ndarray, lon: np.ndar
                sigma: np.ndarray) -> dict[str, float]:
     truth = _on_cells(t, lat, lon, flat, months)
     era5 = _anomaly(_on_cells(e["storage"], lat, lon, flat, months), months)
-    cell_area = cell_areas(lat, lon, flat)
+    cell_area = _cell_areas(lat, lon, flat)
     t_m = mascons.mean(truth.T).T
     err = g_m - t_m
     sig = mascons.mean(sigma.reshape(months.size, -1)[:, flat].T).T
@@ -213,7 +213,7 @@ def _twin_only(mascons: Mascons, flat: np.ndarray, lat: np.ndarray, lon: np.ndar
     }
 
 
-def cell_areas(lat: np.ndarray, lon: np.ndarray, flat: np.ndarray) -> np.ndarray:
+def _cell_areas(lat: np.ndarray, lon: np.ndarray, flat: np.ndarray) -> np.ndarray:
     from suite import grid
 
     return np.broadcast_to(grid.cell_area(lat)[:, None], (lat.size, lon.size)).ravel()[flat]
