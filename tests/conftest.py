@@ -91,11 +91,12 @@ def tiny_fitted(tiny_grids, tmp_path_factory):
 
 
 def readme_block(heading: str, language: str) -> str:
-    """The first ``language`` code block under the README's ``## heading``."""
+    """The first ``language`` code block under the README's ``## heading`` (or ``###``)."""
     text = README.read_text()
-    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    level = "##" if f"\n## {heading}\n" in text else "###"
+    section = text.split(f"\n{level} {heading}\n", 1)[1].split(f"\n{level} ", 1)[0]
     match = re.search(rf"```{language}\n(.*?)```", section, re.S)
-    assert match, f"no {language} block under '## {heading}'"
+    assert match, f"no {language} block under '{level} {heading}'"
     return match.group(1)
 
 

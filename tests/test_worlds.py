@@ -53,6 +53,17 @@ def test_report_has_the_verdict_table(stability_run):
         assert ("yes" in line) == (won == 6)
 
 
+def test_readme_world_list_gives_the_worlds_it_names():
+    import tomllib
+
+    from tests.conftest import README, readme_block
+
+    config = parse(tomllib.loads(readme_block("Verdict stability", "toml")), "README")
+    labels = [w.label for w in config.worlds]
+    assert len(labels) == 6 and labels[0] == "realistic-seed1"
+    assert "`realistic-seed1` here" in README.read_text()
+
+
 @pytest.mark.parametrize(("twin", "message"), [
     ({"realism": "rosy"}, "[twin] realism: expected one of optimistic, realistic, pessimistic"),
     ({"realism": ["realistic", "realistic"]}, "expected each level once"),
