@@ -52,8 +52,9 @@ class SoftCNN(Base):
     device
         ``"cpu"`` or ``"cuda"``.
     checkpoint_dir
-        Where checkpoints go (default: the cache, keyed by grids, parameters, seed and
-        device); a finished checkpoint there is reused instead of training again.
+        Where checkpoints go (default: the cache). Each fit gets its own subfolder, keyed by
+        the grids, parameters, seed, device and training months, so a finished checkpoint is
+        reused only by the same fit (several twin worlds never share one).
     **params
         Any field of :class:`models.settings.TrainConfig` except ``loss``.
     """
@@ -78,14 +79,14 @@ class SoftCNN(Base):
         self.trainer: Trainer | None = None
 
     def _checkpoints(self, grids: Grids, train: np.ndarray) -> Path:
-        if self.checkpoint_dir is not None:
-            return Path(self.checkpoint_dir)
         key = json.dumps({"grids": grids.attrs.get("cache_key"), "name": self.name,
                           "config": dataclasses.asdict(self.config), "seed": self.seed,
                           "device": self.device, "train": [str(m) for m in train]},
                          sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        return cache.cache_dir() / "checkpoints" / f"{self.name}-{digest}"
+        root = (Path(self.checkpoint_dir) if self.checkpoint_dir is not None
+                else cache.cache_dir() / "checkpoints")
+        return root / f"{self.name}-{digest}"
 
     def fit(self, grids: Grids, months: np.ndarray, validation: np.ndarray | None = None
             ) -> None:

@@ -171,6 +171,7 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
         worlds: list[TwinWorld | None] = [None]  # None: the real files
         if config.worlds:
             worlds = list(config.worlds)
+        labels = [w.label if w is not None else "files" for w in worlds]
         primary = config.for_world(worlds[0]) if worlds[0] is not None else config
         grids, grids_path, cached = prepare(primary, stage=stage)
         stages["prepare"] = time.perf_counter() - t0
@@ -178,8 +179,10 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
         truth = truth_on_cells(files.truth, grids) if files.truth else None
         save_grid(grids, truth, work / "grid.nc")
         rows, monthly, timing = _fit_and_score(runs, grids, truth, rid, work, stage, progress)
-        labels = [w.label if w is not None else "files" for w in worlds]
-        world_rows = [(labels[0], *r) for r in rows] if len(worlds) > 1 else []
+        world_rows = []
+        if len(worlds) > 1:  # each row and fit tagged with its world
+            world_rows = [(labels[0], *r) for r in rows]
+            timing = [{"world": labels[0], **t} for t in timing]
         for world in worlds[1:]:  # the verdict's stability: scores only
             assert world is not None
             stage(f"world {world.label}")
@@ -191,10 +194,7 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
             stages["prepare"] += time.perf_counter() - t0
             w_rows, _, w_timing = _fit_and_score(runs, w_grids, w_truth, rid, None, stage, None)
             world_rows += [(world.label, *r) for r in w_rows]
-            timing += [{**t, "world": world.label} for t in w_timing]
-        if world_rows:
-            timing = [{"world": labels[0], **t} if "world" not in t else t
-                      for t in timing]
+            timing += [{"world": world.label, **t} for t in w_timing]
         stages["models"] = sum(t["fit_seconds"] + t["predict_seconds"] for t in timing)
         stages["scores"] = sum(t["score_seconds"] for t in timing)
         stage("writing the scores")

@@ -53,6 +53,23 @@ def test_report_has_the_verdict_table(stability_run):
         assert ("yes" in line) == (won == 6)
 
 
+def test_cnn_checkpoints_of_different_worlds_never_mix(tiny_grids, tmp_path):
+    """A CNN with an explicit checkpoint folder keeps one subfolder per fit: the fit of
+    another world's grids must not resume (or reuse) this world's checkpoint."""
+    import dataclasses
+
+    from suite.downscaler import make
+
+    model = make("soft_cnn", 0, {"checkpoint_dir": str(tmp_path)})
+    other = dataclasses.replace(tiny_grids, attrs={**tiny_grids.attrs,
+                                                   "cache_key": "another world"})
+    train = tiny_grids.split_months("train")
+    here, there = model._checkpoints(tiny_grids, train), model._checkpoints(other, train)
+    assert here != there
+    assert here.parent == there.parent == tmp_path
+    assert model._checkpoints(tiny_grids, train) == here  # the same fit resumes
+
+
 def test_readme_world_list_gives_the_worlds_it_names():
     import tomllib
 
