@@ -128,8 +128,9 @@ def measure(grace: str | Path, wghm: str | Path, era5: Sequence[str | Path],
     mascons, flat = mascons_on_grid(g["mascon_id"].values, mask, lat)
     cells = lambda a: a.reshape(a.shape[0], -1)[:, flat]  # noqa: E731
 
-    # WaterGAP's anomaly against the baseline over all its months, then the GRACE months
+    # WaterGAP's anomaly against the baseline, then the GRACE months
     w_months = w["time"].values.astype("datetime64[M]")
+    w_months = w_months[w_months >= min(months[0], mo.BASELINE[0])]  # not a century of it
     w_cells = _anomaly(_on_cells(w, lat, lon, flat, w_months), w_months)
     w_cells = w_cells[np.isin(w_months, months)]
     g_m = mascons.mean(cells(lwe).T).T  # (months, mascons)
