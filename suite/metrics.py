@@ -646,6 +646,39 @@ def submascon_variance_ratio(pred_cells: Any, ref_cells: Any, A: Any, cell_masco
     return 0.0 if m.flat_p else float(m.var_p / m.var_r)
 
 
+def submascon_nse(pred_cells: Any, ref_cells: Any, A: Any, cell_mascon: Any,
+                 weights: Any = None) -> float:
+    r"""Skill below the mascon scale: the NSE of :math:`D\hat y` against :math:`D y`, pooled
+    over all (month, cell) pairs.
+
+    .. math:: 1 - \frac{\sum_{t,i} w_i k_{ti} (D\hat y_{ti} - D y_{ti})^2}
+                       {\sum_{t,i} w_i k_{ti} (D y_{ti})^2}
+
+    The benchmark is the zero deviation: a prediction flat over each mascon (the mascon
+    product, or any spread of mascon values) scores exactly 0, a perfect sub-mascon pattern 1,
+    a pattern of the wrong sign or size below 0. Blind to mascon means, so it scores only what
+    downscaling adds. Missing cells are handled as in :func:`spatial_correlation`.
+
+    Parameters
+    ----------
+    pred_cells, ref_cells, A, cell_mascon, weights
+        As for :func:`spatial_correlation`.
+
+    Returns
+    -------
+    float
+        The NSE; NaN when the reference has no sub-mascon variance.
+    """
+    d = _deviations(pred_cells, ref_cells, A, cell_mascon)
+    m = _deviation_moments(d, weights, axis=None)
+    if m.flat_r:
+        return float("nan")
+    if m.flat_p:  # round-off of a flat field: no pattern at all
+        return 0.0
+    w = d.ok * _weights(weights, d.dp.shape[1])
+    return float(1.0 - (w * (d.dp - d.dr) ** 2).sum() / (w * d.dr**2).sum())
+
+
 # ---- trends and the annual cycle ------------------------------------------------------------
 def trend_per_unit(x: Any, years: Any) -> np.ndarray:
     r"""Least-squares linear trend of each unit over its finite months.
@@ -892,6 +925,7 @@ _add("conservation_residual", conservation_residual, False, 0.0)
 _add("conservation_residual_max", conservation_residual_max, False, 0.0)
 _add("mean_spatial_correlation", mean_spatial_correlation, True, 1.0)
 _add("submascon_variance_ratio", submascon_variance_ratio, None, 1.0)
+_add("submascon_nse", submascon_nse, True, 1.0)
 _add("trend_error", trend_error, False, 0.0)
 _add("annual_amplitude_error", annual_amplitude_error, False, 0.0)
 _add("annual_phase_error", annual_phase_error, False, 0.0)

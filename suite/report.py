@@ -20,6 +20,7 @@ from suite import cache
 from suite.scores import higher_is_better
 
 KEY_SCORES = ("nse_fine_truth", "kge_fine_truth", "rmse_fine_truth", "r_submascon_truth",
+              "nse_submascon_truth",
               "nse_mascon_grace", "rmse_mascon_grace", "conservation_residual",
               "r_submascon_wghm")
 BOOTSTRAP = 2000

@@ -45,6 +45,7 @@ def _scores() -> list[Score]:
                           ("annual_phase_error", "annual_phase_error")):
         out.append(Score(f"{label}_fine_truth", metric, "fine_truth"))
     out.append(Score("submascon_variance_ratio_truth", "submascon_variance_ratio", "submascon"))
+    out.append(Score("nse_submascon_truth", "submascon_nse", "submascon"))
     return out
 
 

@@ -348,6 +348,8 @@ def test_spatial_scores_hand_worked():
     np.testing.assert_allclose(M.spatial_correlation(pred, ref, m.A, m.cell_mascon),
                                [1 / np.sqrt(1.25)])
     assert M.submascon_variance_ratio(pred, ref, m.A, m.cell_mascon) == pytest.approx(0.2)
+    # Σ (D pred − D ref)² = 4, Σ (D ref)² = 10
+    assert M.submascon_nse(pred, ref, m.A, m.cell_mascon) == pytest.approx(0.6)
 
 
 def test_spatial_correlation_is_blind_to_mascon_means(cells):
@@ -359,8 +361,11 @@ def test_spatial_correlation_is_blind_to_mascon_means(cells):
     np.testing.assert_allclose(M.spatial_correlation(-ref + shift, ref, *args), -1.0)
     assert M.mean_spatial_correlation(ref + shift, ref, *args) == pytest.approx(1.0)
     assert M.submascon_variance_ratio(2 * ref + shift, ref, *args) == pytest.approx(4.0)
+    assert M.submascon_nse(ref + shift, ref, *args) == pytest.approx(1.0)
+    assert M.submascon_nse(-ref + shift, ref, *args) == pytest.approx(-3.0)
     # a flat spread of mascon values has no sub-mascon pattern at all
     assert M.submascon_variance_ratio(shift, ref, *args) == 0.0
+    assert M.submascon_nse(shift, ref, *args) == 0.0
     assert np.all(np.isnan(M.spatial_correlation(shift, ref, *args)))
 
 
@@ -407,7 +412,8 @@ def test_spatial_nan_equals_removing_the_cell_that_month(cells):
 
 def test_spatial_scores_accept_dask(cells):
     masc, pred, ref, area = cells
-    for f in (M.spatial_correlation, M.mean_spatial_correlation, M.submascon_variance_ratio):
+    for f in (M.spatial_correlation, M.mean_spatial_correlation, M.submascon_variance_ratio,
+              M.submascon_nse):
         np.testing.assert_allclose(f(_dask(pred), _dask(ref), masc.A, masc.cell_mascon, area),
                                    f(pred, ref, masc.A, masc.cell_mascon, area), rtol=1e-12)
 
