@@ -46,6 +46,9 @@ PUBLISHED = {
 
 #: Column order of the per-mascon table.
 MASCON_STATS = ("r", "nse", "amp_ratio", "phase_diff", "trend_diff", "beats_climatology")
+#: How each is summarised over mascons: medians, except the share beating GRACE's climatology
+#: (a mean of 0/1).
+_HOW = {k: "mean" if k == "beats_climatology" else "median" for k in MASCON_STATS}
 
 
 @dataclass
@@ -57,11 +60,9 @@ class Calibration:
 
     def by_zone(self) -> pd.DataFrame:
         """Medians by climate zone and over all mascons, with the number of mascons."""
-        # medians, except the share of mascons beating GRACE's climatology (a mean of 0/1)
-        how = {k: "mean" if k == "beats_climatology" else "median" for k in MASCON_STATS}
-        table = self.per_mascon.groupby("zone")[list(MASCON_STATS)].agg(how)
+        table = self.per_mascon.groupby("zone")[list(MASCON_STATS)].agg(_HOW)
         table = table.reindex([z for z in ZONE_NAMES if z in table.index])
-        table.loc["all"] = self.per_mascon[list(MASCON_STATS)].agg(how)
+        table.loc["all"] = self.per_mascon[list(MASCON_STATS)].agg(_HOW)
         counts = self.per_mascon["zone"].value_counts()
         table.insert(0, "mascons", [int(counts.get(z, len(self.per_mascon)))
                                     for z in table.index])
@@ -69,8 +70,7 @@ class Calibration:
 
     def summary(self) -> dict[str, float]:
         """The headline numbers: medians over all mascons and the twin-only statistics."""
-        how = {k: "mean" if k == "beats_climatology" else "median" for k in MASCON_STATS}
-        med = self.per_mascon[list(MASCON_STATS)].agg(how)
+        med = self.per_mascon[list(MASCON_STATS)].agg(_HOW)
         return {f"wghm_grace_{k}": float(med[k]) for k in MASCON_STATS} | self.twin
 
 
@@ -189,7 +189,7 @@ def _twin_only(mascons: Mascons, flat: np.ndarray, lat: np.ndarray, lon: np.ndar
                sigma: np.ndarray) -> dict[str, float]:
     truth = _on_cells(t, lat, lon, flat, months)
     era5 = _anomaly(_on_cells(e["storage"], lat, lon, flat, months), months)
-    cell_area = _cell_areas(lat, lon, flat)
+    cell_area = mascons.weights
     t_m = mascons.mean(truth.T).T
     err = g_m - t_m
     sig = mascons.mean(sigma.reshape(months.size, -1)[:, flat].T).T
@@ -212,12 +212,6 @@ def _twin_only(mascons: Mascons, flat: np.ndarray, lat: np.ndarray, lon: np.ndar
         "wghm_cell_nse": wm(metrics.nse_per_unit(w_cells, truth)),
         "mascon_cell_nse": wm(metrics.nse_per_unit(mascons.spread(g_m.T).T, truth)),
     }
-
-
-def _cell_areas(lat: np.ndarray, lon: np.ndarray, flat: np.ndarray) -> np.ndarray:
-    from suite import grid
-
-    return np.broadcast_to(grid.cell_area(lat)[:, None], (lat.size, lon.size)).ravel()[flat]
 
 
 #: Labels of the twin-only statistics.

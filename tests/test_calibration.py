@@ -85,6 +85,18 @@ def _fingerprints(world) -> dict[str, float]:
             "tp": float(np.nansum(era5["tp"], dtype=np.float64))}
 
 
+def test_one_list_of_levels_everywhere():
+    """The config, the twin and the command line name the same levels, in the same order
+    (the CLI keeps its own literal so that it starts without importing numpy)."""
+    from suite.cli import build_parser
+    from suite.config import REALISM
+    from suite.twin.world import LEVELS as TWIN_LEVELS
+
+    world = build_parser()._subparsers._group_actions[0].choices["world"]
+    realism = next(a for a in world._actions if a.dest == "realism")
+    assert tuple(TWIN_LEVELS) == REALISM == tuple(realism.choices) == LEVELS
+
+
 def test_realism_levels_differ_and_are_deterministic():
     domain = get_domain(bbox=(24.0, 30.0, 76.0, 84.0))
     a = build_world(domain, 5, realism="realistic")

@@ -266,11 +266,7 @@ def _patterns(rng: np.random.Generator, lat2: np.ndarray, lon2: np.ndarray, land
     # far north; regional modulation at ~5°
     climate = (40.0 + 140.0 * np.exp(-(((abslat - 16.0) / 14.0) ** 2))) * np.exp(0.45 * big(10))
     # sharp features near rivers and wetlands (a fraction of a mascon wide)
-    wet = np.zeros(shape, np.float32)
-    n_wet = max(2, int(land.sum() // 400))
-    for (i, j) in np.argwhere(land)[rng.integers(0, max(1, land.sum()), n_wet)]:
-        wet += rng.uniform(80, 220) * fx.gaussian_blob(lat2, lon2, lat2[i, j], lon2[i, j],
-                                                        rng.uniform(0.4, 0.9))
+    wet = _wetlands(rng, lat2, lon2, land)
     rivers = fx.random_paths(rng, land, max(2, int(land.sum() // 600)), 40)
     from scipy import ndimage  # local: only the patterns need it
     rivers = ndimage.gaussian_filter(rivers, 0.6) * 120.0
@@ -300,6 +296,18 @@ def _patterns(rng: np.random.Generator, lat2: np.ndarray, lon2: np.ndarray, land
         "t2m_amp": (1.5 + 0.35 * abslat).astype(np.float32),
         "theta": (0.22 + 0.05 * big(8)).clip(0.08, 0.35).astype(np.float32),
     }
+
+
+def _wetlands(rng: np.random.Generator, lat2: np.ndarray, lon2: np.ndarray, land: np.ndarray
+              ) -> np.ndarray:
+    """Wetland-like blobs of 80-220 mm seasonal amplitude, 0.4-0.9° across, one per ~400
+    land cells."""
+    wet = np.zeros(land.shape, np.float32)
+    n_wet = max(2, int(land.sum() // 400))
+    for (i, j) in np.argwhere(land)[rng.integers(0, max(1, land.sum()), n_wet)]:
+        wet += rng.uniform(80, 220) * fx.gaussian_blob(lat2, lon2, lat2[i, j], lon2[i, j],
+                                                        rng.uniform(0.4, 0.9))
+    return wet
 
 
 def _trends(rng: np.random.Generator, lat2: np.ndarray, lon2: np.ndarray, land: np.ndarray
@@ -384,11 +392,7 @@ def _model_errors(rng: np.random.Generator, source: str, latent: dict[str, np.nd
     amp_ratio = np.exp(level.zone_scale * smooth(log_ratio) + level.amp_noise * multi())
     phase_shift = level.zone_scale * smooth(shift) + level.phase_noise * multi()
     # wetlands and river corridors: a share of the truth's, and some of the model's own
-    own_wet = np.zeros(shape, np.float32)
-    n_wet = max(2, int(land.sum() // 400))
-    for (i, j) in np.argwhere(land)[rng.integers(0, max(1, land.sum()), n_wet)]:
-        own_wet += rng.uniform(80, 220) * fx.gaussian_blob(lat2, lon2, lat2[i, j], lon2[i, j],
-                                                            rng.uniform(0.4, 0.9))
+    own_wet = _wetlands(rng, lat2, lon2, land)
     wet = level.wet_share * latent["wet"] + (1.0 - level.wet_share) * own_wet
     c = level.pattern_corr
     s = np.sqrt(1.0 - c * c)
@@ -502,7 +506,7 @@ def _grace(rng: dict, truth: np.ndarray, tiles: np.ndarray, land: np.ndarray, ic
         actual = sigma * ratio[:, None]
         # leakage: a share of the value comes from a ~300-km neighbourhood (1.5° Gaussian)
         mode = ("nearest", "wrap" if wrap else "nearest")
-        blurred = np.stack([ndimage.gaussian_filter(month, 3.0, mode=mode) for month in signal])
+        blurred = ndimage.gaussian_filter(signal, (0.0, 3.0, 3.0), mode=("nearest", *mode))
         means = (1.0 - level.leakage) * means + level.leakage * parts.mean(cells_of(blurred))
         # regularisation damps mascons of small signal (up to level.damping at sd → 0)
         anomaly = means - means.mean(axis=1, keepdims=True)
