@@ -122,8 +122,9 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     import pandas as pd
 
     from suite.progress import bars
-    from suite.report import leaderboard
+    from suite.report import NO_TRUTH, leaderboard, ranking_metric
     from suite.run import run
+    from suite.splits import TASKS
 
     config = _load_config(args.config, args.scheduler)
     t0 = time.perf_counter()
@@ -132,19 +133,25 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                               benchmark_json=[Path(p) for p in args.benchmark_json],
                               stage=stage, progress=progress)
     meta = json.loads((run_dir / "meta.json").read_text())
-    board = leaderboard(pd.read_csv(run_dir / "scores.csv"), pd.read_csv(run_dir / "timing.csv"),
-                        meta)
-    table = Table(title=f"leaderboard ({meta['config']['ranking']['report_split']} months) — "
-                  f"run {meta['run_id']}" + (" (already there)" if reused else
-                                             f" in {time.perf_counter() - t0:.0f} s"))
-    columns = [c for c in board.columns if not c.endswith("_spread")][:5]
-    table.add_column("model", no_wrap=True)
-    for c in columns:
-        table.add_column(c.replace("_", " "), justify="right", overflow="fold")
-    for model, row in board.iterrows():
-        table.add_row(model, *(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
-                               for c in columns))
-    console.print(table)
+    scores = pd.read_csv(run_dir / "scores.csv")
+    timing = pd.read_csv(run_dir / "timing.csv")
+    when = " (already there)" if reused else f" in {time.perf_counter() - t0:.0f} s"
+    console.print(f"run {meta['run_id']}{when}")
+    for task in TASKS:
+        board = leaderboard(scores, timing, meta, task)
+        if board.empty:
+            console.print(f"{task}: " + (NO_TRUTH if ranking_metric(meta, task) is None else
+                                         "no model of this run takes part"))
+            continue
+        table = Table(title=f"{task} leaderboard ({task} test months)")
+        columns = [c for c in board.columns if not c.endswith("_spread")][:5]
+        table.add_column("model", no_wrap=True)
+        for c in columns:
+            table.add_column(c.replace("_", " "), justify="right", overflow="fold")
+        for model, row in board.iterrows():
+            table.add_row(model, *(f"{row[c]:.4g}" if isinstance(row[c], float) else
+                                   str(row[c]) for c in columns))
+        console.print(table)
     console.print(f"report: {run_dir / 'index.html'}")
     return 0
 

@@ -100,7 +100,7 @@ class Split:
     seed: int = 0
     test_blocks: int = 2
     block_length: int = 11
-    test_scattered: int = 12
+    test_scattered: int = 24
     validation: int = 24
 
 
@@ -133,17 +133,22 @@ class Models:
 
 @dataclass(frozen=True)
 class Ranking:
-    """How the leaderboard ranks and how the release picks its model.
+    """How each task's leaderboard ranks, and how the release picks its model.
 
-    ``metric`` ``"auto"`` is ``nse_fine_truth`` when a truth exists (the twin) and
-    ``nse_mascon_grace`` otherwise. The leaderboard reports ``report_split``; the release is
-    chosen on ``choose_split`` (validation), never on test months.
+    ``downscale`` and ``gapfill`` name each task's primary score; ``"auto"`` is, with a truth
+    (the twin), ``nse_submascon_truth`` (skill below the mascon scale) and ``nse_fine_truth``;
+    on real files ``gapfill`` ranks on ``nse_mascon_grace`` against the withheld GRACE and
+    ``downscale`` is not ranked (sub-mascon skill cannot be scored without a truth). The
+    release takes the first model of ``release_task``'s leaderboard among those that predict
+    every month. ``hotspot_trend`` (mm/yr) sets the hotspot cells of
+    ``trend_error_hotspot_truth``.
     """
 
-    metric: str = "auto"
+    downscale: str = "auto"
+    gapfill: str = "auto"
     region: str = "domain"
-    report_split: str = "test"
-    choose_split: str = "validation"
+    release_task: str = "gapfill"
+    hotspot_trend: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -231,6 +236,10 @@ def _build(cls, table: dict[str, Any], where: str):
         elif kind == "int":
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"[{where}] {name}: expected an integer, found {value!r}")
+        elif kind == "float":
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ConfigError(f"[{where}] {name}: expected a number, found {value!r}")
+            value = float(value)
         elif kind.startswith("str"):
             if not isinstance(value, str):
                 raise ConfigError(f"[{where}] {name}: expected a string, found {value!r}")
@@ -362,18 +371,15 @@ def _validate_models(models: Models) -> None:
 
 
 def _validate_ranking(config: Config) -> None:
-    from suite.splits import NAMES
+    from suite.splits import TASKS
 
-    if not isinstance(config.ranking.metric, str):
-        raise ConfigError(f"[ranking] metric: expected a score name, found "
-                          f"{config.ranking.metric!r}")
-    for key in ("report_split", "choose_split"):
-        if getattr(config.ranking, key) not in NAMES:
-            raise ConfigError(f"[ranking] {key}: expected one of {', '.join(NAMES)}, found "
-                              f"{getattr(config.ranking, key)!r}")
-    if config.ranking.choose_split == "test":
-        raise ConfigError("[ranking] choose_split: expected a split other than test (models "
-                          "are chosen on validation, never on test), found 'test'")
+    ranking = config.ranking
+    if ranking.release_task not in TASKS:
+        raise ConfigError(f"[ranking] release_task: expected one of {', '.join(TASKS)}, found "
+                          f"{ranking.release_task!r}")
+    if not ranking.hotspot_trend > 0:
+        raise ConfigError(f"[ranking] hotspot_trend: expected a positive number of mm/yr, "
+                          f"found {ranking.hotspot_trend!r}")
     for month in config.report.map_months:
         try:
             np.datetime64(month, "M")

@@ -6,7 +6,9 @@ The twin's truth is *not* here: scoring code reads it separately.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -98,6 +100,49 @@ class Grids:
 
     def split_months(self, name: str) -> np.ndarray:
         return self.months[self.splits[name]]
+
+    # ---- withheld months -------------------------------------------------------------------
+    def baseline_months(self) -> np.ndarray:
+        """Boolean per month: inside the anomaly baseline period (``attrs["baseline"]``)."""
+        start, end = (np.datetime64(m, "M") for m in self.attrs["baseline"])
+        return (self.months >= start) & (self.months <= end)
+
+    def withhold(self, mask: np.ndarray) -> tuple[Grids, np.ndarray]:
+        """What downscalers see when the GRACE of the months in ``mask`` is withheld, and the
+        GRACE that scoring compares with.
+
+        In the view, those months have no GRACE (``has_grace`` False, ``grace`` and
+        ``grace_sigma`` NaN), and GRACE's anomaly baseline is the mean of the baseline months
+        that stay visible, so a withheld month informs nothing downscalers see. The features
+        are standardised with training months only and hold no GRACE. The reference is every
+        month's GRACE (NaN without a solution) on the view's baseline.
+
+        Returns
+        -------
+        view, reference
+            A new :class:`Grids` (the cache key gains the withheld months, so checkpoints of
+            fits on the view and on the full grids never mix) and ``(months, mascons)`` GRACE.
+        """
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != self.months.shape:
+            raise ValueError(f"expected a mask of {self.months.size} months, found shape "
+                             f"{mask.shape}")
+        visible = self.has_grace & ~mask
+        base = self.baseline_months() & visible
+        offset = self.grace[base].mean(axis=0) if base.any() else np.zeros(self.n_mascons)
+        reference = self.grace - offset
+        grace = np.where(visible[:, None], reference, np.nan)
+        sigma = np.where(visible[:, None], self.grace_sigma, np.nan)
+        withheld = [str(m) for m in self.months[mask & self.has_grace]]
+        key = json.dumps([self.attrs.get("cache_key"), withheld])
+        attrs = {**self.attrs, "withheld": withheld,
+                 "cache_key": hashlib.sha256(key.encode()).hexdigest()[:16]}
+        view = dataclasses.replace(self, has_grace=visible, grace=grace, grace_sigma=sigma,
+                                   attrs=attrs)
+        view.__dict__.pop("mascons", None)
+        if "mascons" in self.__dict__:  # the operator does not depend on months
+            view.__dict__["mascons"] = self.__dict__["mascons"]
+        return view, reference
 
     # ---- conversions ----------------------------------------------------------------------
     def to_grid(self, values: np.ndarray) -> np.ndarray:

@@ -711,6 +711,32 @@ def trend_per_unit(x: Any, years: Any) -> np.ndarray:
         return np.where(m.flat_p, np.nan, m.cov / m.var_p)
 
 
+def submascon_trend_error(pred_cells: Any, ref_cells: Any, A: Any, cell_mascon: Any,
+                          years: Any, weights: Any = None) -> float:
+    r"""Area-weighted RMS difference of the trends of :math:`D\hat y` and :math:`D y`: the
+    error of a cell's trend relative to its mascon's, which the mascon product cannot have.
+
+    Parameters
+    ----------
+    pred_cells, ref_cells, A, cell_mascon
+        As for :func:`spatial_correlation`.
+    years
+        As for :func:`trend_per_unit`.
+    weights
+        ``(cells,)`` area weights; zero leaves a cell out (e.g. all but the hotspot cells).
+
+    Returns
+    -------
+    float
+        RMS trend error in mm/yr; NaN when no cell with weight has both trends.
+    """
+    d = _deviations(pred_cells, ref_cells, A, cell_mascon)
+    dp = np.where(d.ok, d.dp, np.nan)
+    dr = np.where(d.ok, d.dr, np.nan)
+    diff2 = (trend_per_unit(dp, years) - trend_per_unit(dr, years)) ** 2
+    return float(np.sqrt(_weighted_mean(diff2, _weights(weights, dp.shape[1]))))
+
+
 def trend_error(pred: Any, ref: Any, years: Any, weights: Any = None) -> float:
     r"""Area-weighted RMS difference of per-unit trends.
 
@@ -927,5 +953,6 @@ _add("mean_spatial_correlation", mean_spatial_correlation, True, 1.0)
 _add("submascon_variance_ratio", submascon_variance_ratio, None, 1.0)
 _add("submascon_nse", submascon_nse, True, 1.0)
 _add("trend_error", trend_error, False, 0.0)
+_add("submascon_trend_error", submascon_trend_error, False, 0.0)
 _add("annual_amplitude_error", annual_amplitude_error, False, 0.0)
 _add("annual_phase_error", annual_phase_error, False, 0.0)

@@ -125,18 +125,19 @@ def plan(config: Config) -> list[ModelRun]:
                     for seed in seeds)
     for name in names:  # building one model of each checks its parameters (and torch)
         next(r for r in runs if r.name == name).make()
-    _check_metric(config.ranking.metric)
+    for task in ("downscale", "gapfill"):
+        _check_metric(task, getattr(config.ranking, task))
     check_inputs(config)
     return runs
 
 
-def _check_metric(metric: str) -> None:
+def _check_metric(task: str, metric: str) -> None:
     from suite.scores import SCORES
 
     valid = ["auto", *(s.name for s in SCORES), "r_submascon_truth"]
     if metric not in valid:
-        raise ConfigError(f"[ranking] metric: expected auto or a score name (e.g. "
-                          f"nse_fine_truth, nse_mascon_grace), found {metric!r}")
+        raise ConfigError(f"[ranking] {task}: expected auto or a score name (e.g. "
+                          f"nse_submascon_truth, nse_fine_truth), found {metric!r}")
 
 
 def code_files(config: Config, runs: Sequence[ModelRun]) -> list[Path]:

@@ -359,10 +359,11 @@ def compute_grids(files: InputFiles, config: Config, *, use_dask: bool = True,
     if not np.all(np.isfinite(arrays["lwe_thickness"])):
         raise InputError(files.grace, "lwe_thickness", "values on every domain cell in every "
                          "month", "missing values")
-    base_g = base & has_grace
-    grace[has_grace] -= grace[base_g].mean(axis=0) if base_g.any() else 0.0
-
     splits = make_splits(period, has_grace, config.split)
+    # the held-out blocks' GRACE is withheld from the models (Grids.withhold), so it takes no
+    # part in GRACE's anomaly baseline either
+    base_g = base & has_grace & ~splits["gapfill_withheld"]
+    grace[has_grace] -= grace[base_g].mean(axis=0) if base_g.any() else 0.0
     cell_lat = lat[flat // lon.size]
     cell_lon = lon[flat % lon.size]
     frac = landmask.land_fraction(lat, lon, grid.RES).ravel()[flat]

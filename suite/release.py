@@ -14,6 +14,7 @@ what any downscaling of it can know.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -33,8 +34,9 @@ from suite.ensemble import Ensemble
 from suite.errors import ConfigError, InputError
 from suite.plan import ModelRun, load, plan
 from suite.prepare import prepare
-from suite.report import ranking_metric
+from suite.report import NO_TRUTH, TASK_SCORES, ranking_metric
 from suite.scores import higher_is_better
+from suite.splits import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +74,19 @@ def scored_runs(config: Config, meta: dict, name: str) -> list[ModelRun]:
 
 
 def choose_model(run_dir: Path, meta: dict | None = None) -> tuple[str, dict]:
-    """The best model of a run that predicts every month, by the run's ranking on its choice
-    split (mean over seeds)."""
+    """The first model of the run's ``release_task`` leaderboard among those that predict
+    every month (mean over seeds)."""
     if meta is None:
         meta = json.loads((run_dir / "meta.json").read_text())
         run_config(run_dir, meta)  # its plug-ins registered
     scores = pd.read_csv(run_dir / "scores.csv")
-    metric = ranking_metric(meta)
     ranking = meta["config"]["ranking"]
-    sel = scores[(scores["split"] == ranking["choose_split"]) & (scores["metric"] == metric)
+    task = ranking["release_task"]
+    metric = ranking_metric(meta, task)
+    if metric is None:
+        raise ConfigError(f"[ranking] release_task: expected a task the run could rank, found "
+                          f"{task!r}, which needs a truth ({NO_TRUTH.split(':')[0]})")
+    sel = scores[(scores["split"] == task) & (scores["metric"] == metric)
                  & (scores["region"] == ranking["region"])]
     means = sel.groupby("model")["value"].mean().dropna()
     full = [m for m in means.index if not get_class(m).needs_grace]
@@ -88,8 +94,25 @@ def choose_model(run_dir: Path, meta: dict | None = None) -> tuple[str, dict]:
         raise ConfigError(f"{run_dir}: expected a model that predicts every month, found only "
                           f"models that need GRACE ({', '.join(means.index)})")
     means = means[full].sort_values(ascending=higher_is_better(metric) is False)
-    return str(means.index[0]), {"metric": metric, "split": ranking["choose_split"],
-                                 "value": float(means.iloc[0])}
+    return str(means.index[0]), {"task": task, "metric": metric, "split": task,
+                                 "value": float(means.iloc[0]), "run_id": meta["run_id"]}
+
+
+def refit_runs(run_dir: Path, runs: list[ModelRun]) -> list[ModelRun]:
+    """The scored fits' choices carried into the refit: a fit that stopped early on its
+    validation months (its history has ``val_obs``) is refit for the epoch count it chose,
+    the epoch of the lowest validation loss plus one; the refit has no validation months."""
+    out = []
+    for r in runs:
+        path = run_dir / "history" / f"{r.tag}.json"
+        params = dict(r.params)
+        if path.exists() and "epochs" in params:
+            history = json.loads(path.read_text())
+            val = [(e["val_obs"], e["epoch"]) for e in history if "val_obs" in e]
+            if val:
+                params["epochs"] = int(min(val)[1]) + 1
+        out.append(dataclasses.replace(r, params=params))
+    return out
 
 
 def release(run_dir: str | Path, out: str | Path | None = None, *, force: bool = False,
@@ -103,17 +126,19 @@ def release(run_dir: str | Path, out: str | Path | None = None, *, force: bool =
     meta = json.loads((run_dir / "meta.json").read_text())
     config = run_config(run_dir, meta)
     name, choice = choose_model(run_dir, meta)
-    runs = scored_runs(config, meta, name)
+    runs = refit_runs(run_dir, scored_runs(config, meta, name))
     out = Path(out) if out else run_dir / f"twsbench_{meta['run_id']}_{name}_200204_202212.nc"
     if out.exists() and not force:
         raise InputError(out, "-", "no product at the target (or --force)", "an existing file")
     # a checksum without its product is what a release killed between the two renames leaves
     out.with_name(out.name + ".sha256").unlink(missing_ok=True)
-    stage(f"best model on {choice['split']}: {name} ({choice['metric']} {choice['value']:.4f})")
+    stage(f"first on the {choice['task']} leaderboard: {name} ({choice['metric']} "
+          f"{choice['value']:.4f})")
     grids, _, _ = prepare(config, stage=stage)
     with_grace = grids.months[grids.has_grace]
     ensemble = Ensemble(runs)
-    # every month with GRACE trains: no validation months are left (no early stopping)
+    # every month with GRACE trains: no validation months are left, so a model that stopped
+    # early trains for the epochs its scored fit chose (refit_runs)
     ensemble.fit(grids, with_grace, stage=stage)
     mean = ensemble.predict_cells(grids, grids.months)
     spread = ensemble.spread
@@ -131,24 +156,30 @@ def release(run_dir: str | Path, out: str | Path | None = None, *, force: bool =
     stage(f"writing {out}")
     write_product(out, grids, mean, uncertainty, meta, name, choice, headline, seeds,
                   conservation=conservation,
-                  params=runs[0].params, device=runs[0].device)
+                  params=runs[0].params, device=runs[0].device,
+                  refit={str(r.seed): r.params.get("epochs") for r in runs})
     return out
 
 
-def _headline(run_dir: Path, meta: dict, name: str) -> dict[str, float]:
+def _headline(run_dir: Path, meta: dict, name: str) -> dict:
+    """The released model's scores in the run, by task (mean over seeds, the ranking region):
+    ``{"run_id": ..., "downscale": {score: value}, "gapfill": {...}}``."""
     scores = pd.read_csv(run_dir / "scores.csv")
-    sel = scores[(scores["model"] == name) & (scores["region"] == "domain")
-                 & scores["split"].isin(["test", "gap"])]
-    keep = ("nse_fine_truth", "kge_fine_truth", "rmse_fine_truth", "nse_mascon_grace",
-            "rmse_mascon_grace", "conservation_residual")
-    table = sel[sel["metric"].isin(keep)].groupby(["split", "metric"])["value"].mean()
-    return {f"{m}_{s}": round(float(v), 6) for (s, m), v in table.items() if np.isfinite(v)}
+    region = meta["config"]["ranking"]["region"]
+    sel = scores[(scores["model"] == name) & (scores["region"] == region)]
+    out: dict = {"run_id": meta["run_id"]}
+    for task in TASKS:
+        keep = TASK_SCORES[task] + (("conservation_residual",) if task == "downscale" else ())
+        part = sel[(sel["split"] == task) & sel["metric"].isin(keep)]
+        table = part.groupby("metric")["value"].mean()
+        out[task] = {m: round(float(v), 6) for m, v in table.items() if np.isfinite(v)}
+    return out
 
 
 def write_product(path: Path, grids, twsa: np.ndarray, uncertainty: np.ndarray, meta: dict,
                   model: str, choice: dict, headline: dict, seeds: list[int],
                   conservation: tuple[float, float], params: dict | None = None,
-                  device: str = "cpu") -> None:
+                  device: str = "cpu", refit: dict | None = None) -> None:
     """The CF-1.8 / ACDD-1.3 NetCDF4 file, written to a temporary name and renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.temp_path(path)
@@ -217,7 +248,8 @@ def write_product(path: Path, grids, twsa: np.ndarray, uncertainty: np.ndarray, 
                                        conservation, synthetic))
             ds.setncatts({"model_params": json.dumps(params or {}, sort_keys=True,
                                                      default=str),
-                          "model_device": device})
+                          "model_device": device,
+                          "refit_epochs": json.dumps(refit or {}, sort_keys=True)})
         # the sidecar goes in first: a product in place always has its checksum beside it
         cache.write_text(path.with_name(path.name + ".sha256"),
                          f"{cache.sha256_file(tmp)}  {path.name}\n")
@@ -235,9 +267,11 @@ def _global_attrs(grids, meta, model, choice, headline, seeds, conservation, syn
     summary = (f"{warning if synthetic else ''}"
                f"Monthly terrestrial water storage anomalies on a 0.5 degree land grid, "
                f"downscaled from JPL GRACE/GRACE-FO RL06.3Mv04 CRI mascons by the '{model}' "
-               f"model of twsbench run {meta['run_id']}, chosen on {choice['split']} months by "
-               f"{choice['metric']}. Months without a GRACE solution (grace_available = 0) "
-               f"are predicted from WaterGAP 2.2e and ERA5 inputs alone.")
+               f"model of twsbench run {meta['run_id']}, first on the run's {choice['task']} "
+               f"leaderboard by {choice['metric']}. Months with a GRACE solution are the "
+               f"downscale task; months without one (grace_available = 0) are the gapfill "
+               f"task, predicted from WaterGAP 2.2e and ERA5 inputs alone. headline_scores "
+               f"gives the run's scores of this model for each task.")
     return {
         "Conventions": "CF-1.8, ACDD-1.3",
         "title": title, "summary": summary,
@@ -283,6 +317,9 @@ def _global_attrs(grids, meta, model, choice, headline, seeds, conservation, syn
         "run_config": json.dumps(meta["config"], default=str),
         "model_choice": json.dumps(choice),
         "headline_scores": json.dumps(headline),
+        "headline_run": meta["run_id"],
+        "headline_tasks": ("downscale: months with GRACE, scored below the mascon scale; "
+                           "gapfill: months whose GRACE was withheld or missing"),
         "conservation_residual_mean_mm": conservation[0],
         "conservation_residual_max_mm": conservation[1],
         "comment": ("Mascon means of twsa on months with GRACE agree with GRACE within "
@@ -314,11 +351,20 @@ def validate(path: str | Path) -> list[str]:
                 problems.append(f"variable {name}: missing")
         for attr in ("Conventions", "title", "summary", "keywords", "license", "references",
                      "history", "twsbench_version", "run_config", "headline_scores",
+                     "headline_run", "model_choice",
                      "time_mean_removed", "conservation_residual_max_mm", "creator_name"):
             if attr not in ds.ncattrs():
                 problems.append(f"global attribute {attr}: missing")
         if problems:
             return problems
+        try:
+            headline = json.loads(ds.headline_scores)
+            tasks = [t for t in TASKS if isinstance(headline.get(t), dict)]
+        except (ValueError, AttributeError):
+            tasks = []
+        if tasks != list(TASKS):
+            problems.append(f"headline_scores: expected scores by task ({', '.join(TASKS)}), "
+                            f"found {ds.headline_scores[:80]!r}")
         if "CF-1.8" not in ds.Conventions or "ACDD-1.3" not in ds.Conventions:
             problems.append(f"Conventions: expected CF-1.8 and ACDD-1.3, found {ds.Conventions}")
         if "CC-BY-4.0" not in ds.license:

@@ -53,13 +53,18 @@ def run_id(config: Config, runs: list[ModelRun] | None = None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def save_grid(grids: Grids, truth: np.ndarray | None, path: Path) -> None:
-    """What the report needs of the grids and the references, in one small file."""
+def save_grid(grids: Grids, truth: np.ndarray | None, path: Path,
+              reference: np.ndarray | None = None) -> None:
+    """What the report needs of the grids and the references, in one small file: ``grace``
+    is every month's GRACE (the withheld months' included, from ``reference``),
+    ``has_grace`` whether a solution exists, ``grace_visible`` whether models saw it."""
+    reference = grids.grace if reference is None else reference
     ds = xr.Dataset(
         {"cell_index": ("cell", grids.cell_index), "cell_mascon": ("cell", grids.cell_mascon),
          "cell_area": ("cell", grids.cell_area),
-         "has_grace": ("month", grids.has_grace.astype("i1")),
-         "grace": (("month", "mascon"), grids.grace.astype(np.float32)),
+         "has_grace": ("month", np.isfinite(reference).all(axis=1).astype("i1")),
+         "grace_visible": ("month", grids.has_grace.astype("i1")),
+         "grace": (("month", "mascon"), reference.astype(np.float32)),
          **{f"split_{k}": ("month", v.astype("i1")) for k, v in grids.splits.items()}},
         coords={"lat": grids.lat, "lon": grids.lon,
                 "month": grids.months.astype("datetime64[ns]")})
@@ -88,11 +93,13 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _fit_and_score(runs: list[ModelRun], grids: Grids, truth: np.ndarray | None, rid: str,
-                   work: Path | None, stage: Stage, progress: Progress | None
+def _fit_and_score(runs: list[ModelRun], grids: Grids, reference: np.ndarray,
+                   truth: np.ndarray | None, rid: str, work: Path | None, stage: Stage,
+                   progress: Progress | None, hotspot_trend: float
                    ) -> tuple[list, list, list[dict[str, Any]]]:
-    """Fit, predict and score every run on one world's grids; predictions and histories are
-    saved into ``work`` (the primary world) unless it is ``None``."""
+    """Fit, predict and score every run on one world's grids (the view with the withheld
+    months' GRACE removed); ``reference`` is the GRACE scoring compares with. Predictions
+    and histories are saved into ``work`` (the primary world) unless it is ``None``."""
     rows, monthly = [], []
     timing: list[dict[str, Any]] = []
     train = grids.split_months("train")
@@ -112,7 +119,8 @@ def _fit_and_score(runs: list[ModelRun], grids: Grids, truth: np.ndarray | None,
             if history:
                 (work / "history" / f"{tag}.json").write_text(json.dumps(history, indent=1))
         t1 = time.perf_counter()
-        r, m = score_prediction(grids, cells, truth, name, seed, rid)
+        r, m = score_prediction(grids, cells, truth, name, seed, rid, reference,
+                                hotspot_trend)
         rows += r
         monthly += m
         covered = int(model.covers(grids, grids.months).sum())
@@ -128,6 +136,12 @@ def _fit_and_score(runs: list[ModelRun], grids: Grids, truth: np.ndarray | None,
         if progress:
             progress("models", k + 1, len(runs))
     return rows, monthly, timing
+
+
+def withheld(grids: Grids) -> tuple[Grids, np.ndarray]:
+    """What downscalers see in a run: the held-out blocks' GRACE withheld (the ``gapfill``
+    task), and the GRACE scoring compares with (see :meth:`suite.grids.Grids.withhold`)."""
+    return grids.withhold(grids.splits["gapfill_withheld"])
 
 
 def _remove_stale(out_root: Path) -> None:
@@ -173,12 +187,15 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
             worlds = list(config.worlds)
         labels = [w.label if w is not None else "files" for w in worlds]
         primary = config.for_world(worlds[0]) if worlds[0] is not None else config
-        grids, grids_path, cached = prepare(primary, stage=stage)
+        full, grids_path, cached = prepare(primary, stage=stage)
+        grids, reference = withheld(full)
         stages["prepare"] = time.perf_counter() - t0
         files = resolve_inputs(primary)
         truth = truth_on_cells(files.truth, grids) if files.truth else None
-        save_grid(grids, truth, work / "grid.nc")
-        rows, monthly, timing = _fit_and_score(runs, grids, truth, rid, work, stage, progress)
+        save_grid(grids, truth, work / "grid.nc", reference)
+        hot = config.ranking.hotspot_trend
+        rows, monthly, timing = _fit_and_score(runs, grids, reference, truth, rid, work, stage,
+                                               progress, hot)
         world_rows = []
         if len(worlds) > 1:  # each row and fit tagged with its world
             world_rows = [(labels[0], *r) for r in rows]
@@ -188,11 +205,13 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
             stage(f"world {world.label}")
             t0 = time.perf_counter()
             other = config.for_world(world)
-            w_grids, _, _ = prepare(other, stage=stage)
+            w_full, _, _ = prepare(other, stage=stage)
+            w_grids, w_reference = withheld(w_full)
             w_truth_path = resolve_inputs(other).truth
             w_truth = truth_on_cells(w_truth_path, w_grids) if w_truth_path else None
             stages["prepare"] += time.perf_counter() - t0
-            w_rows, _, w_timing = _fit_and_score(runs, w_grids, w_truth, rid, None, stage, None)
+            w_rows, _, w_timing = _fit_and_score(runs, w_grids, w_reference, w_truth, rid,
+                                                 None, stage, None, hot)
             world_rows += [(world.label, *r) for r in w_rows]
             timing += [{"world": world.label, **t} for t in w_timing]
         stages["models"] = sum(t["fit_seconds"] + t["predict_seconds"] for t in timing)

@@ -1,11 +1,19 @@
 """The long scores table: every score of one prediction, by split and region.
 
+The splits are the two tasks' test months (``downscale``; ``gapfill`` and its parts
+``gapfill_withheld`` and ``gapfill_nograce``, see :mod:`suite.splits`) and the months models
+learn from (``train``, ``validation``), where agreement with GRACE is consistency, not skill.
+
 A score's name says what it compares: ``<metric>_mascon_grace`` (mascon means ``A ŷ`` against
-GRACE, mascon-area weights), ``<metric>_fine_truth`` (cells against the twin's truth, cell-area
-weights), ``r_submascon_<source>`` (per-month spatial correlation of sub-mascon deviations
-``D ŷ`` with ``D`` of WaterGAP, ERA5 storage or the truth: reported, never rewarded) and
-``conservation_residual`` (mean ``|A ŷ − g|``, mm). Fine-scale scores exist only when a truth
-is given.
+GRACE, mascon-area weights: in ``gapfill`` months the GRACE withheld from every model, in all
+other months GRACE the models were given), ``<metric>_fine_truth`` (cells against the twin's
+truth, cell-area weights), ``nse_submascon_truth`` (the NSE of the sub-mascon deviations
+``D ŷ`` against ``D y``: what downscaling adds), ``trend_error_hotspot_truth`` (RMS error of
+the sub-mascon trend at hotspot cells, whose truth trend departs from their mascon's by more
+than ``[ranking] hotspot_trend`` mm/yr over the whole period), ``r_submascon_<source>``
+(per-month spatial correlation of ``D ŷ`` with ``D`` of WaterGAP, ERA5 storage or the truth)
+and ``conservation_residual`` (mean ``|A ŷ − g|``, mm). Scores against a truth exist only when
+one is given.
 """
 
 from __future__ import annotations
@@ -16,10 +24,15 @@ import numpy as np
 
 from suite import kernels
 from suite.grids import Grids
-from suite.metrics import METRICS
+from suite.metrics import METRICS, trend_per_unit
+from suite.splits import TASK_SPLITS
 
 COLUMNS = ("run_id", "model", "seed", "split", "region", "metric", "value", "higher_is_better")
-SPLITS = ("train", "validation", "test", "test_block", "gap")
+SPLITS = ("train", "validation", *TASK_SPLITS)
+#: the task each split belongs to; ``fit``: months models learn from
+TASK_OF = {"train": "fit", "validation": "fit", "downscale": "downscale", "gapfill": "gapfill",
+           "gapfill_withheld": "gapfill", "gapfill_nograce": "gapfill"}
+HOTSPOT_TREND = 5.0  # mm/yr, the default of [ranking] hotspot_trend
 MONTHLY_COLUMNS = ("model", "seed", "month", "split", "metric", "value")
 
 
@@ -46,6 +59,7 @@ def _scores() -> list[Score]:
         out.append(Score(f"{label}_fine_truth", metric, "fine_truth"))
     out.append(Score("submascon_variance_ratio_truth", "submascon_variance_ratio", "submascon"))
     out.append(Score("nse_submascon_truth", "submascon_nse", "submascon"))
+    out.append(Score("trend_error_hotspot_truth", "submascon_trend_error", "hotspot"))
     return out
 
 
@@ -112,22 +126,40 @@ class _Region:
         return x if self.mascons is None else x[:, self.mascons]
 
 
+def hotspots(grids: Grids, truth: np.ndarray, threshold: float = HOTSPOT_TREND
+             ) -> np.ndarray:
+    """Boolean per cell: the truth's trend over every month departs from its mascon's
+    (area-weighted) by more than ``threshold`` mm/yr."""
+    m = grids.mascons
+    trend = trend_per_unit(truth, grids.months)
+    ok = np.isfinite(trend)
+    trend = np.where(ok, trend, 0.0)
+    mean = kernels.apply_A(m.A, trend[None])[0]
+    return ok & (np.abs(trend - mean[m.cell_mascon]) > threshold)
+
+
 def score_prediction(grids: Grids, cells: np.ndarray, truth: np.ndarray | None,
-                     model: str, seed: int, run_id: str) -> tuple[list[tuple], list[tuple]]:
+                     model: str, seed: int, run_id: str, grace: np.ndarray | None = None,
+                     hotspot_trend: float = HOTSPOT_TREND
+                     ) -> tuple[list[tuple], list[tuple]]:
     """Rows of the scores table and of the monthly table for one prediction.
 
-    ``cells`` and ``truth`` are ``(months, cells)`` over all of ``grids.months``.
+    ``cells`` and ``truth`` are ``(months, cells)`` over all of ``grids.months``; ``grace``
+    is the GRACE to compare with, ``(months, mascons)`` (default ``grids.grace``; a run passes
+    the reference of :meth:`suite.grids.Grids.withhold`, which includes the withheld months).
     """
     m = grids.mascons
+    grace = grids.grace if grace is None else grace
     pred_m = kernels.apply_A(m.A, np.nan_to_num(cells, nan=np.nan))
     rows: list[tuple] = []
     views = [_Region.of(grids, name, *masks) for name, masks in regions(grids).items()]
+    hot = hotspots(grids, truth, hotspot_trend) if truth is not None else None
     for split in SPLITS:
         months = grids.splits.get(split)
         if months is None or not months.any():
             continue
         years, month_axis = _years(grids.months[months]), grids.months[months]
-        split_cells, p_all, g_all = cells[months], pred_m[months], grids.grace[months]
+        split_cells, p_all, g_all = cells[months], pred_m[months], grace[months]
         split_truth = truth[months] if truth is not None else None
         split_fields = {label: grids.fields[field][months] for label, field in SOURCES.items()}
         for view in views:
@@ -150,6 +182,9 @@ def score_prediction(grids: Grids, cells: np.ndarray, truth: np.ndarray | None,
                         values[s.name] = metric(c, t, wc)
                 elif t is not None and s.kind == "submascon":
                     values[s.name] = metric(c, t, A, cm, wc)
+                elif t is not None and hot is not None and s.kind == "hotspot":
+                    hot_cells = hot if view.cells is None else hot[view.cells]
+                    values[s.name] = metric(c, t, A, cm, years, wc * hot_cells)
             corr = METRICS.get("mean_spatial_correlation")
             for label, field in split_fields.items():
                 values[f"r_submascon_{label}"] = corr(c, view.cells_of(field), A, cm, wc)
@@ -158,29 +193,41 @@ def score_prediction(grids: Grids, cells: np.ndarray, truth: np.ndarray | None,
             for name, value in values.items():
                 rows.append((run_id, model, seed, split, view.name, name, float(value),
                              higher_is_better(name)))
-    return rows, monthly_rows(grids, cells, pred_m, truth, model, seed)
+    return rows, monthly_rows(grids, cells, pred_m, truth, model, seed, grace)
+
+
+def _monthly_mse(err2: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Area-weighted mean of squared errors per month over the finite entries; NaN for a
+    month with none."""
+    ok = np.isfinite(err2)
+    total = (ok * w).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (np.where(ok, err2, 0.0) * w).sum(1) / total, np.nan)
 
 
 def monthly_rows(grids: Grids, cells: np.ndarray, pred_m: np.ndarray, truth: np.ndarray | None,
-                 model: str, seed: int) -> list[tuple]:
-    """Per-month errors (area-weighted mean squared error, mm²) for paired bootstraps."""
+                 model: str, seed: int, grace: np.ndarray | None = None) -> list[tuple]:
+    """Per-month errors (area-weighted mean squared errors, mm²) for the block bootstrap:
+    ``mse_mascon_grace`` (against ``grace``), and with a truth ``mse_fine_truth`` and
+    ``mse_submascon_truth`` (of ``D ŷ`` against ``D y``)."""
+    grace = grids.grace if grace is None else grace
     split_of = np.full(grids.months.size, "", dtype=object)
-    for split in ("train", "validation", "test", "gap"):
+    for split in ("train", "validation", "downscale", "gapfill"):
         split_of[grids.splits[split]] = split
-    wm = grids.mascons.area()
-    out = []
-    err_m = (pred_m - grids.grace) ** 2
-    mse_m = np.where(grids.has_grace, (err_m * wm).sum(1) / wm.sum(), np.nan)
-    for k, month in enumerate(grids.months.astype(str)):
-        out.append((model, seed, month, split_of[k], "mse_mascon_grace", float(mse_m[k])))
+    series = {"mse_mascon_grace": _monthly_mse((pred_m - grace) ** 2, grids.mascons.area())}
     if truth is not None:
-        err = (cells - truth) ** 2
-        ok = np.isfinite(err)
+        m = grids.mascons
         w = grids.cell_area
-        mse = np.where(ok.any(1), (np.where(ok, err, 0) * w).sum(1) / (ok * w).sum(1).clip(
-            1e-300), np.nan)
+        series["mse_fine_truth"] = _monthly_mse((cells - truth) ** 2, w)
+        covered = np.isfinite(cells).all(1)
+        dev = np.full_like(cells, np.nan)
+        dev[covered] = (kernels.deviation(m.A, m.cell_mascon, cells[covered])
+                        - kernels.deviation(m.A, m.cell_mascon, truth[covered]))
+        series["mse_submascon_truth"] = _monthly_mse(dev**2, w)
+    out = []
+    for name, values in series.items():
         for k, month in enumerate(grids.months.astype(str)):
-            out.append((model, seed, month, split_of[k], "mse_fine_truth", float(mse[k])))
+            out.append((model, seed, month, split_of[k], name, float(values[k])))
     return out
 
 

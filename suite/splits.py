@@ -1,9 +1,17 @@
-"""Month splits: train, validation, test (gap-like blocks and scattered months) and gap.
+"""Month splits: train, validation, test (gap-like blocks and scattered months) and gap, and
+the two tasks' test months.
 
 Months are split, never cells. Test holds contiguous blocks of calendar months (like the
 11-month GRACE/GRACE-FO gap) and scattered months; validation holds scattered months; train
 is every other month with GRACE. Months without GRACE form ``gap``: only the twin's truth can
 score them. No month is in two of train, validation and test.
+
+The two tasks:
+
+- ``downscale``: the scattered test months. Every model may use their GRACE.
+- ``gapfill``: the test blocks, whose GRACE is withheld from every model
+  (:meth:`suite.grids.Grids.withhold`), and the ``gap`` months without GRACE.
+  ``gapfill_withheld`` and ``gapfill_nograce`` are its two parts.
 """
 
 from __future__ import annotations
@@ -14,11 +22,15 @@ from suite.config import Split
 from suite.errors import ConfigError
 
 NAMES = ("train", "validation", "test", "gap")
+#: the tasks' test months, and the two parts of gapfill
+TASKS = ("downscale", "gapfill")
+TASK_SPLITS = ("downscale", "gapfill", "gapfill_withheld", "gapfill_nograce")
 
 
 def make_splits(months: np.ndarray, has_grace: np.ndarray, split: Split
                 ) -> dict[str, np.ndarray]:
-    """Boolean masks over ``months`` for each split (plus ``test_block``/``test_scattered``).
+    """Boolean masks over ``months`` for each split (plus ``test_block``/``test_scattered``
+    and the tasks' splits).
 
     Raises
     ------
@@ -61,7 +73,9 @@ def make_splits(months: np.ndarray, has_grace: np.ndarray, split: Split
     test = block | scattered
     train = has_grace & ~test & ~validation
     out = {"train": train, "validation": validation, "test": test, "gap": ~has_grace,
-           "test_block": block, "test_scattered": scattered}
+           "test_block": block, "test_scattered": scattered,
+           "downscale": scattered, "gapfill": block | ~has_grace, "gapfill_withheld": block,
+           "gapfill_nograce": ~has_grace}
     for name in ("train", "gap") if (~has_grace).any() else ("train",):
         if not out[name].any():
             raise ConfigError(f"[split]: expected months in {name}, found none")

@@ -126,7 +126,7 @@ CONFIGS = {
     "config-bbox-no-land": "[domain]\nbbox = [-10.0, -5.0, -30.0, -25.0]",
     "config-bad-period": "[period]\nstart = 'April 2002'",
     "config-inputs-incomplete": "[inputs]\ngrace = 'x.nc'",
-    "config-choose-on-test": "[ranking]\nchoose_split = 'test'",
+    "config-release-task": "[ranking]\nrelease_task = 'test'",
     "config-split-no-room": "[domain]\nbbox = [24.0, 31.0, 75.0, 85.0]\n[split]\nvalidation = 400",
     # paths are relative to the config's folder, which holds an empty file and a folder
     "config-input-missing": f"[inputs]\ngrace = 'nope/{JPL}'\nwghm = 'nope/{WG}'\n"

@@ -67,8 +67,8 @@ def test_params_for_a_model_not_registered_are_refused():
 
 
 def test_unknown_ranking_metric_is_refused_by_the_harness():
-    config = parse(tiny.table(models={"names": ["mascon"]}, ranking={"metric": "nse_fin"}))
-    with pytest.raises(ConfigError, match=r"\[ranking\] metric: expected auto or a score"):
+    config = parse(tiny.table(models={"names": ["mascon"]}, ranking={"gapfill": "nse_fin"}))
+    with pytest.raises(ConfigError, match=r"\[ranking\] gapfill: expected auto or a score"):
         plan(config)
 
 

@@ -59,7 +59,7 @@ def test_readme_example_runs_and_is_reported(plugin_dir, tmp_path):
                                     "wghm_regression"}
     mine = scores[(scores["model"] == "wghm_regression") & (scores["region"] == "domain")
                   & (scores["metric"] == "nse_fine_truth")]
-    assert set(mine["split"]) >= {"test", "gap"}  # months without GRACE predicted too
+    assert set(mine["split"]) >= {"downscale", "gapfill"}  # months without GRACE predicted too
     assert np.isfinite(mine["value"]).all()
     for page in ("index.md", "index.html"):
         assert "wghm_regression" in (run_dir / page).read_text()
@@ -170,7 +170,7 @@ def test_a_protocol_only_class_from_an_entry_point_runs(site, tmp_path):
     assert {"raw_wghm", "raw_wghm+conserve"} <= set(scores["model"])
     conserved = scores[(scores["model"] == "raw_wghm+conserve")
                        & (scores["metric"] == "nse_mascon_grace")
-                       & (scores["split"] == "test") & (scores["region"] == "domain")]
+                       & (scores["split"] == "downscale") & (scores["region"] == "domain")]
     np.testing.assert_allclose(conserved["value"], 1.0, atol=1e-9)
     # the broken entry point does not stop other runs, and naming it says why
     result = _run_tiny(tmp_path, ["broken"], env=env)

@@ -42,12 +42,48 @@ def test_release_picks_a_model_that_covers_every_month(product):
     with netCDF4.Dataset(path) as ds:
         assert ds.model == "lightgbm"  # mascon and pattern_transfer need GRACE
         choice = json.loads(ds.model_choice)
-        assert choice["split"] == "validation"
+        assert choice["task"] == "gapfill" and choice["metric"] == "nse_fine_truth"
+        headline = json.loads(ds.headline_scores)
+        assert headline["run_id"] == ds.run_id == ds.headline_run
+        assert {"nse_submascon_truth", "r_submascon_truth"} <= set(headline["downscale"])
+        assert {"nse_fine_truth", "nse_mascon_grace"} <= set(headline["gapfill"])
         assert json.loads(ds.ensemble_seeds) == [0, 1]
         assert "SYNTHETIC" in ds.title and "SYNTHETIC" in ds.summary
         assert "CC-BY-4.0" in ds.license and "10.5067/TEMSC-3JC634" in ds.references
         assert json.loads(ds.run_config)["domain"]["bbox"] == tiny.BBOX
         assert json.loads(ds.headline_scores)
+
+
+def test_release_refits_for_the_epochs_the_scored_fit_chose(tmp_path, monkeypatch):
+    import suite.release as rel
+
+    models = tiny.quick(["mascon", "soft_cnn"])
+    models["params"]["soft_cnn"]["epochs"] = 4
+    run_dir, _ = run(parse(tiny.table(models=models)), tmp_path / "reports")
+    path = run_dir / "history" / "soft_cnn__seed0.json"
+    history = json.loads(path.read_text())
+    assert [e["epoch"] for e in history] == [0, 1, 2, 3] and all("val_obs" in e
+                                                                 for e in history)
+    # the scored fit's validation loss was lowest after its second epoch
+    for e, loss in zip(history, (5.0, 1.0, 3.0, 4.0), strict=True):
+        e["val_obs"] = loss
+    path.write_text(json.dumps(history))
+    made = []
+
+    class Spy(rel.Ensemble):
+        def __init__(self, runs):
+            super().__init__(runs)
+            made.append(self)
+
+    monkeypatch.setattr(rel, "Ensemble", Spy)
+    product = release(run_dir, tmp_path / "product.nc")
+    (ensemble,) = made
+    assert [r.params["epochs"] for r in ensemble.runs] == [2]
+    assert [len(m.history) for m in ensemble.members] == [2]  # trained for 2 epochs, no more
+    assert "val_obs" not in ensemble.members[0].history[-1]  # no validation months left
+    with netCDF4.Dataset(product) as ds:
+        assert ds.model == "soft_cnn"
+        assert json.loads(ds.refit_epochs) == {"0": 2}
 
 
 def test_product_values_flags_and_conservation(product, tiny_grids):

@@ -35,7 +35,8 @@ def test_run_writes_the_report_folder(tiny_run):
                  "monthly.csv", "meta.json", "grid.nc"):
         assert (tiny_run / name).exists(), name
     figures = {p.name for p in (tiny_run / "figures").glob("*.png")}
-    assert {"leaderboard.png", "taylor.png", "speed_skill.png", "series_hotspots.png"} <= figures
+    assert {"leaderboard_downscale.png", "leaderboard_gapfill.png", "taylor.png",
+            "speed_skill_gapfill.png", "series_hotspots.png", "gain_mascon.png"} <= figures
     assert any(f.startswith("map_") for f in figures)
     assert not list(tiny_run.parent.glob(".*partial*"))  # nothing half-written left
 
@@ -44,7 +45,8 @@ def test_scores_table_is_long_and_named(tiny_run):
     scores = pd.read_csv(tiny_run / "scores.csv")
     assert tuple(scores.columns) == COLUMNS
     assert set(scores["model"]) == set(MODELS["names"])
-    assert {"train", "validation", "test", "gap"} <= set(scores["split"])
+    assert {"train", "validation", "downscale", "gapfill", "gapfill_withheld",
+            "gapfill_nograce"} == set(scores["split"])
     metrics = set(scores["metric"])
     for name in ("nse_fine_truth", "rmse_mascon_grace", "r_submascon_wghm",
                  "conservation_residual", "kge_fine_truth", "trend_error_fine_truth"):
@@ -61,7 +63,7 @@ def test_scores_table_is_long_and_named(tiny_run):
 def test_mascon_scores_nse_1_against_grace(tiny_run):
     scores = pd.read_csv(tiny_run / "scores.csv")
     sel = scores[(scores["model"] == "mascon") & (scores["metric"] == "nse_mascon_grace")
-                 & (scores["split"] != "gap")]
+                 & scores["split"].isin(["train", "validation", "downscale"])]
     assert len(sel) > 0
     np.testing.assert_allclose(sel["value"], 1.0, atol=1e-9)
 
@@ -189,7 +191,7 @@ def test_region_scores_equal_the_domain_formulas_weighted_to_the_region():
     cells = truth + np.random.default_rng(0).normal(0, 30, truth.shape)
     rows, _ = score_prediction(grids, cells, truth, "x", 0, "r")
     table = {(r[3], r[4], r[5]): r[6] for r in rows}
-    m, test = grids.mascons, grids.splits["test"]
+    m, test = grids.mascons, grids.splits["downscale"]
     pred_m = m.mean(cells.T).T
     checked = 0
     for region, (cell_mask, mascon_mask) in regions(grids).items():
@@ -205,6 +207,6 @@ def test_region_scores_equal_the_domain_formulas_weighted_to_the_region():
                 c, t, grids.months[test], wc),
         }
         for name, value in expected.items():
-            np.testing.assert_allclose(table[("test", region, name)], value, rtol=1e-9)
+            np.testing.assert_allclose(table[("downscale", region, name)], value, rtol=1e-9)
             checked += 1
     assert checked >= 4 * 3  # the domain and at least two other regions

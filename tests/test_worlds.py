@@ -37,15 +37,15 @@ def test_every_world_is_scored_and_the_first_is_the_leaderboard(stability_run, t
     primary = worlds[worlds["world"] == labels[0]].drop(columns=["world", "run_id"])
     pd.testing.assert_frame_equal(primary.reset_index(drop=True), single)
     # each world is its own: the ranking metric differs between worlds
-    rank = worlds[(worlds["metric"] == "nse_fine_truth") & (worlds["split"] == "test")
+    rank = worlds[(worlds["metric"] == "nse_fine_truth") & (worlds["split"] == "gapfill")
                   & (worlds["region"] == "domain") & (worlds["model"] == "lightgbm")]
     assert rank["value"].nunique() == len(labels)
 
 
 def test_report_has_the_verdict_table(stability_run):
     text = (stability_run / "index.md").read_text()
-    assert "## Verdict stability" in text
-    section = text.split("## Verdict stability", 1)[1].split("\n## ", 1)[0]
+    assert "## downscale: verdict stability" in text
+    section = text.split("## downscale: verdict stability", 1)[1].split("\n## ", 1)[0]
     pairs = [line for line in section.splitlines() if line.startswith("| ") and "/6" in line]
     assert len(pairs) == len(NAMES) * (len(NAMES) - 1) // 2
     for line in pairs:
