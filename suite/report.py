@@ -61,7 +61,9 @@ def _board(scores: pd.DataFrame, timing: pd.DataFrame, meta: dict, split: str,
     sel = scores[(scores["split"] == split) & (scores["region"] == region)]
     grouped = sel.groupby(["model", "metric"])["value"]
     mean, spread = grouped.mean().unstack(), grouped.std(ddof=0).unstack()
-    several = sel.groupby("model")["seed"].nunique().max() > 1 if len(sel) else False
+    seeds = sel.groupby("model")["seed"].nunique().reindex(mean.index)
+    spread.loc[seeds <= 1] = np.nan  # one run: no spread to show
+    several = bool((seeds > 1).any())
     out = pd.DataFrame(index=mean.index)
     for name in dict.fromkeys(c for c in (rank, *columns) if c):
         if name in mean.columns and mean[name].notna().any():
@@ -232,7 +234,15 @@ def _benchmarks(run: Path) -> pd.DataFrame:
 
 
 def _fmt(df: pd.DataFrame) -> pd.DataFrame:
-    return df.map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
+    """Numbers to 4 significant digits; a ``NAME_spread`` column joins its ``NAME`` column as
+    "mean ± spread" (just the mean for a model that ran once)."""
+    out = df.copy()
+    for name in [c for c in df.columns if f"{c}_spread" in df.columns]:
+        spread = df[f"{name}_spread"]
+        out[name] = [f"{m:.4g} ± {d:.2g}" if np.isfinite(d) else f"{m:.4g}"
+                     for m, d in zip(df[name], spread, strict=True)]
+        out = out.drop(columns=f"{name}_spread")
+    return out.map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
 
 
 def _task_sections(task: str, run: Path, scores: pd.DataFrame, timing: pd.DataFrame,
@@ -252,8 +262,8 @@ def _task_sections(task: str, run: Path, scores: pd.DataFrame, timing: pd.DataFr
     seeds = meta["seeds"]
     text = (f"Ranked by `{rank}` on the `{task}` months (region "
             f"`{meta['config']['ranking']['region']}`), mean over seeds {seeds}"
-            + (", with the spread (standard deviation over seeds) beside it" if any(
-                c.endswith("_spread") for c in board.columns) else "") + ".")
+            + (" ± the spread (standard deviation over seeds) of the models that ran "
+               "several" if any(c.endswith("_spread") for c in board.columns) else "") + ".")
     if task == "gapfill":
         text += (" `nse_mascon_grace` here compares mascon means with the GRACE withheld "
                  "from every model.")
