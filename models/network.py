@@ -17,12 +17,15 @@ class Conv3(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, wrap_lon: bool):
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, 3, padding=0)
+        # zeros are padded inside the convolution: a padded copy of every activation (and of
+        # its gradient) took about a sixth of a training step's time on CPUs
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=(1, 0) if wrap_lon else 1)
         self.wrap_lon = wrap_lon
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.pad(x, (1, 1, 0, 0), mode="circular" if self.wrap_lon else "constant")
-        return self.conv(F.pad(x, (0, 0, 1, 1)))
+        if self.wrap_lon:
+            x = F.pad(x, (1, 1, 0, 0), mode="circular")
+        return self.conv(x)
 
 
 class ResBlock(nn.Module):

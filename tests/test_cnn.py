@@ -14,9 +14,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models import losses  # noqa: E402
+from models import losses, training  # noqa: E402
 from models.network import UNet, receptive_radius  # noqa: E402
-from models.training import TrainConfig, Trainer  # noqa: E402
+from models.training import MonthData, TrainConfig, Trainer  # noqa: E402
 from suite import metrics  # noqa: E402
 from suite.downscaler import make  # noqa: E402
 from tests import tiny  # noqa: E402
@@ -168,6 +168,43 @@ def test_grace_input_adds_bilinear_grace_and_its_flag(tiny_grids):
     model.fit(grids, grids.split_months("train"))
     assert model.trainer.in_channels == grids.features.shape[1] + 3
     assert np.isfinite(model.predict_cells(grids, grids.months)).all()
+
+
+def test_batches_gathered_from_cells_equal_the_held_images(tiny_grids, monkeypatch):
+    """Month images above ``IMAGE_BYTES`` (a global domain's) are not held: each batch gathers
+    its tile from the cells. Same inputs, so the same weights as from the held images."""
+    grids = tiny_grids
+    # tiles of 8 cells: several training regions; GRACE as input: every channel
+    config = TrainConfig(epochs=2, base_channels=8, train_tile=8, grace_input=True)
+    train = grids.split_months("train")
+    validation = grids.split_months("validation")
+    validation = validation[~np.isin(validation, train)]
+
+    def fitted(held: bool) -> Trainer:
+        trainer = Trainer(grids, config, seed=0)
+        assert len(trainer.train_regions()) > 1
+        assert (MonthData(trainer, grids.month_index(train)).images is not None) == held
+        trainer.fit(train, validation)
+        return trainer
+
+    held = fitted(held=True)
+    monkeypatch.setattr(training, "IMAGE_BYTES", 0)
+    gathered = fitted(held=False)
+    assert gathered.history.epochs == held.history.epochs
+    for key, value in held.net.state_dict().items():
+        torch.testing.assert_close(gathered.net.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_denormals_are_flushed_inside_only():
+    def flushed() -> bool:
+        return float(torch.tensor([1e-40]) * 1.0) == 0.0
+
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormals")
+    assert not flushed()
+    with training.flushed_denormals(torch.device("cpu")):
+        assert flushed()
+    assert not flushed()
 
 
 _TRAIN = textwrap.dedent("""
