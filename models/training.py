@@ -86,6 +86,28 @@ def flushed_denormals(device: torch.device) -> Iterator[None]:
         torch.set_flush_denormal(False)
 
 
+def on_flushing_thread(device: torch.device, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` on a new thread that flushes denormals from its start (CPU only).
+
+    torch's worker threads keep the floating-point mode of the thread that created them, and
+    OpenMP keeps its workers per calling thread. After another library has run parallel work
+    on this thread (LightGBM and scikit-learn use the same OpenMP runtime), torch would reuse
+    those non-flushing workers; a new thread gets new workers, created flushing.
+    """
+    if device.type != "cpu":
+        return fn(*args)
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work() -> Any:
+        with flushed_denormals(device):
+            return fn(*args)
+
+    threads = torch.get_num_threads()
+    with ThreadPoolExecutor(1, initializer=torch.set_num_threads,
+                            initargs=(threads,)) as pool:
+        return pool.submit(work).result()
+
+
 @dataclass
 class Region:
     """Cells of the domain inside a window, with the window's complete mascons."""
@@ -384,6 +406,10 @@ class Trainer:
     def fit(self, train: np.ndarray, validation: np.ndarray,
             on_epoch: Callable[[dict], None] | None = None) -> History:
         """Train on months ``train``; stop early on ``validation``'s ``L_obs`` (if any)."""
+        return on_flushing_thread(self.device, self._fit, train, validation, on_epoch)
+
+    def _fit(self, train: np.ndarray, validation: np.ndarray,
+             on_epoch: Callable[[dict], None] | None) -> History:
         cfg = self.config
         g = self.grids
         train_pos = g.month_index(train)
@@ -480,9 +506,12 @@ class Trainer:
         return float(np.sum(vals) / pos.size)
 
     # ---- inference ------------------------------------------------------------------------
-    @torch.inference_mode()
     def predict(self, months: np.ndarray, tiled: bool | None = None) -> np.ndarray:
         """``(months, cells)`` predictions in mm."""
+        return on_flushing_thread(self.device, self._predict, months, tiled)
+
+    @torch.inference_mode()  # grad mode is per thread: set on the thread that predicts
+    def _predict(self, months: np.ndarray, tiled: bool | None) -> np.ndarray:
         g = self.grids
         self.net.eval()
         pos = g.month_index(months)
