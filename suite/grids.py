@@ -20,7 +20,6 @@ import xarray as xr
 
 from suite.cache import temp_path
 from suite.mascons import Mascons, build_mascons
-from suite.splits import NAMES as SPLIT_NAMES
 
 #: Dynamic fields (anomalies; mm, mm per month, K) in the order of the feature stack.
 FIELDS = ("wghm", "era5_storage", "precip", "evap", "runoff", "t2m")
@@ -222,15 +221,18 @@ class Grids:
         )
 
     def summary(self) -> dict[str, str]:
-        counts = ", ".join(f"{k} {int(self.splits[k].sum())}" for k in SPLIT_NAMES
-                           if k in self.splits)
+        counts = ", ".join(f"{k} {int(self.splits[k].sum())}" for k in (
+            "train", "validation", "downscale", "gapfill") if k in self.splits)
+        withheld = len(self.attrs.get("withheld", []))
+        with_grace = int(self.has_grace.sum()) + withheld
         return {
             "domain": str(self.attrs.get("domain", "-")),
             "grid": f"{self.lat.size} × {self.lon.size} (lat {self.lat[0]:g}..{self.lat[-1]:g},"
                     f" lon {self.lon[0]:g}..{self.lon[-1]:g})",
             "cells": f"{self.n_cells:,} land cells in {self.n_mascons} mascons",
             "months": f"{self.months.size} ({self.months[0]}..{self.months[-1]}), "
-                      f"{int(self.has_grace.sum())} with GRACE",
+                      f"{with_grace} with GRACE"
+                      + (f" ({withheld} withheld from the models)" if withheld else ""),
             "splits": counts,
             "features": ", ".join(FEATURES),
         }

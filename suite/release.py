@@ -157,7 +157,7 @@ def release(run_dir: str | Path, out: str | Path | None = None, *, force: bool =
     write_product(out, grids, mean, uncertainty, meta, name, choice, headline, seeds,
                   conservation=conservation,
                   params=runs[0].params, device=runs[0].device,
-                  refit={str(r.seed): r.params.get("epochs") for r in runs})
+                  refit={str(r.seed): r.params["epochs"] for r in runs if "epochs" in r.params})
     return out
 
 
