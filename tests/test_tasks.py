@@ -161,3 +161,16 @@ def test_twin_downscale_ranks_on_submascon_skill(tmp_path):
     gap = leaderboard(scores, pd.read_csv(run_dir / "timing.csv"), meta, "gapfill")
     assert list(gap.index) == ["wghm_anomaly"]  # the others need the month's GRACE
     assert gap.columns[1] == "nse_fine_truth"
+
+
+def test_the_default_run_has_three_seeds_of_each_stochastic_model():
+    from pathlib import Path
+
+    from suite.config import load
+    from suite.downscaler import get_class
+    from suite.plan import model_names
+
+    config = load(Path(__file__).parent.parent / "configs" / "twin-south-asia.toml")
+    stochastic = [n for n in model_names(config) if get_class(n).stochastic]
+    assert {"random_forest", "lightgbm", "soft_cnn"} <= set(stochastic)
+    assert len(config.models.seeds) >= 3
