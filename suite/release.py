@@ -134,7 +134,10 @@ def release(run_dir: str | Path, out: str | Path | None = None, *, force: bool =
     out.with_name(out.name + ".sha256").unlink(missing_ok=True)
     stage(f"first on the {choice['task']} leaderboard: {name} ({choice['metric']} "
           f"{choice['value']:.4f})")
-    grids, _, _ = prepare(config, stage=stage)
+    prepared, _, _ = prepare(config, stage=stage)
+    # the product uses every GRACE month, so its anomalies are against every baseline month
+    # with GRACE (the run left its withheld blocks out of the baseline)
+    grids, _ = prepared.withhold(np.zeros(prepared.months.size, dtype=bool))
     with_grace = grids.months[grids.has_grace]
     ensemble = Ensemble(runs)
     # every month with GRACE trains: no validation months are left, so a model that stopped

@@ -174,3 +174,13 @@ def test_the_default_run_has_three_seeds_of_each_stochastic_model():
     stochastic = [n for n in model_names(config) if get_class(n).stochastic]
     assert {"random_forest", "lightgbm", "soft_cnn"} <= set(stochastic)
     assert len(config.models.seeds) >= 3
+
+
+def test_withholding_nothing_takes_grace_against_every_baseline_month(poisoned_runs):
+    full = poisoned_runs[0]
+    view, reference = full.withhold(np.zeros(full.months.size, dtype=bool))
+    base = full.baseline_months() & full.has_grace
+    assert (full.splits["gapfill_withheld"] & base).any()  # the run's baseline left some out
+    np.testing.assert_allclose(view.grace[base].mean(axis=0), 0.0, atol=1e-9)
+    np.testing.assert_array_equal(view.has_grace, full.has_grace)
+    np.testing.assert_allclose(reference, view.grace, equal_nan=True)
