@@ -616,6 +616,7 @@ def test_every_registered_metric_is_scalar_and_declares_its_inputs(pair, cells):
             kwargs["weights"] = cells[0].area()
         elif "ref_cells" in metric.needs:  # weights per cell
             kwargs["weights"] = cells[3]
+            kwargs["years"] = inputs["years"][:cells[1].shape[0]]  # the cells' months
         value = metric(*(kwargs[k] for k in metric.needs))
         assert isinstance(value, float) and np.isfinite(value), name
 
