@@ -138,8 +138,7 @@ class Grids:
                  "cache_key": hashlib.sha256(key.encode()).hexdigest()[:16]}
         view = dataclasses.replace(self, has_grace=visible, grace=grace, grace_sigma=sigma,
                                    attrs=attrs)
-        view.__dict__.pop("mascons", None)
-        if "mascons" in self.__dict__:  # the operator does not depend on months
+        if "mascons" in self.__dict__:  # the operator does not depend on months: reuse it
             view.__dict__["mascons"] = self.__dict__["mascons"]
         return view, reference
 

@@ -23,16 +23,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from suite import kernels
+from suite.config import Ranking
 from suite.grids import Grids
 from suite.metrics import METRICS, trend_per_unit
 from suite.splits import TASK_SPLITS
 
 COLUMNS = ("run_id", "model", "seed", "split", "region", "metric", "value", "higher_is_better")
 SPLITS = ("train", "validation", *TASK_SPLITS)
-#: the task each split belongs to; ``fit``: months models learn from
-TASK_OF = {"train": "fit", "validation": "fit", "downscale": "downscale", "gapfill": "gapfill",
-           "gapfill_withheld": "gapfill", "gapfill_nograce": "gapfill"}
-HOTSPOT_TREND = 5.0  # mm/yr, the default of [ranking] hotspot_trend
+HOTSPOT_TREND = Ranking.hotspot_trend  # mm/yr, the default of [ranking] hotspot_trend
 MONTHLY_COLUMNS = ("model", "seed", "month", "split", "metric", "value")
 
 
