@@ -108,7 +108,7 @@ class SoftCNN(Base):
         if self.trainer is None:
             raise RuntimeError(f"{self.name}: predict called before fit")
         if grids is not self.trainer.grids:
-            self.trainer.grids = grids
+            self.trainer.use_grids(grids)
         return self.trainer.predict(np.asarray(months, dtype="datetime64[M]")).astype(
             np.float64)
 

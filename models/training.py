@@ -285,6 +285,13 @@ class Trainer:
         self._bilinear: np.ndarray | None = None
         self._data: MonthData | None = None  # the months of the fit under way
 
+    def use_grids(self, grids: Grids) -> None:
+        """Predict from ``grids`` (e.g. a view with some months' GRACE withheld): the
+        inputs built from the previous grids are dropped."""
+        self.grids = grids
+        self._bilinear = None
+        self._data = None
+
     # ---- inputs ---------------------------------------------------------------------------
     @property
     def in_channels(self) -> int:

@@ -26,6 +26,7 @@ import xarray as xr
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from matplotlib.projections.polar import PolarAxes
 
 #: Resolution of the saved PNGs (dots per inch); modest so the self-contained HTML stays small.
@@ -638,3 +639,57 @@ def figure_gain_map(grid: xr.Dataset, gains: dict[str, np.ndarray], figs: Path,
         When a gain array has the wrong length or values other than -1, 0, +1.
     """
     return [save(_gain_figure(grid, gains, reference), figs / f"gain_{reference}.png")]
+
+
+def _reliability_figure(table: pd.DataFrame, levels: tuple[int, ...]) -> Figure:
+    tasks = [t for t in ("downscale", "gapfill") if t in set(table["split"])]
+    fig = _figure(figsize=(4.2 * max(len(tasks), 1) + 1.6, 4.0), layout="constrained")
+    axes = fig.subplots(1, max(len(tasks), 1), squeeze=False)[0]
+    nominal = np.array(levels, dtype=float)
+    models = list(dict.fromkeys(table["model"]))
+    colours = {m: f"C{k % 10}" for k, m in enumerate(models)}  # one colour per model
+    handles: dict[str, Line2D] = {}
+    for ax, task in zip(axes, tasks or ["downscale"], strict=False):
+        ax.plot([0, 100], [0, 100], color="0.5", lw=0.8, ls="--")
+        ax.set_xlim(0, 100)
+        ax.set_ylim(0, 100)
+        ax.set_aspect("equal")
+        ax.set_xlabel("nominal central interval (%)")
+        ax.set_ylabel("observed coverage (%)")
+        ax.set_title(f"{task}: reliability of the 1-σ", fontsize=10)
+        sel = table[table["split"] == task]
+        if sel.empty:
+            _say(ax, "no model takes part")
+            continue
+        for model, rows in sel.groupby("model", sort=False):
+            cov = rows.set_index("metric")["value"]
+            y = np.array([cov.get(f"coverage_{lv}", np.nan) for lv in levels]) * 100
+            (line,) = ax.plot(nominal, y, marker="o", ms=3, lw=1.2, label=str(model),
+                              color=colours[str(model)])
+            handles.setdefault(str(model), line)
+    if handles:
+        order = [m for m in models if m in handles]
+        fig.legend([handles[m] for m in order], order, loc="outside right upper", fontsize=7)
+    return fig
+
+
+def figure_reliability(table: pd.DataFrame, figs: Path,
+                       levels: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98)
+                       ) -> list[str]:
+    """Observed coverage of the central intervals of each model's N(μ, σ²) against their
+    nominal level, one panel per task, written to ``reliability.png``.
+
+    Parameters
+    ----------
+    table
+        Rows of ``uncertainty.csv`` (model, split, metric ``coverage_<level>``, value) of one
+        world and region.
+    figs
+        Folder to write into.
+
+    Returns
+    -------
+    list of str
+        ``["reliability.png"]``.
+    """
+    return [save(_reliability_figure(table, levels), figs / "reliability.png")]

@@ -28,6 +28,7 @@ import pandas as pd
 
 from suite import __version__, cache, grid, metrics
 from suite import months as mo
+from suite import uncertainty as unc
 from suite.config import Config, from_plain
 from suite.downscaler import get_class
 from suite.ensemble import Ensemble
@@ -147,10 +148,14 @@ def release(run_dir: str | Path, out: str | Path | None = None, *, force: bool =
     spread = ensemble.spread
     assert spread is not None  # set by predict_cells
     seeds = ensemble.seeds
-    sigma = grids.grace_sigma[:, grids.cell_mascon]
-    sigma = np.where(np.isfinite(sigma), sigma, np.nanmean(grids.grace_sigma, axis=0)[
-        grids.cell_mascon])
-    uncertainty = np.sqrt(spread**2 + sigma**2)
+    calibration, measured = _calibration(run_dir, meta, name, seeds)
+    if calibration is not None:
+        uncertainty = calibration.sigma(grids, unc.predictors(grids), spread)
+    else:  # a run without a truth: the seed spread and GRACE's σ, not calibrated
+        sigma = grids.grace_sigma[:, grids.cell_mascon]
+        sigma = np.where(np.isfinite(sigma), sigma, np.nanmean(grids.grace_sigma, axis=0)[
+            grids.cell_mascon])
+        uncertainty = np.sqrt(spread**2 + sigma**2)
     has = grids.has_grace
     conservation = (metrics.conservation_residual(mean[has], grids.grace[has], grids.mascons.A),
                     metrics.conservation_residual_max(mean[has], grids.grace[has],
@@ -160,8 +165,51 @@ def release(run_dir: str | Path, out: str | Path | None = None, *, force: bool =
     write_product(out, grids, mean, uncertainty, meta, name, choice, headline, seeds,
                   conservation=conservation,
                   params=runs[0].params, device=runs[0].device,
-                  refit={str(r.seed): r.params["epochs"] for r in runs if "epochs" in r.params})
+                  refit={str(r.seed): r.params["epochs"] for r in runs if "epochs" in r.params},
+                  uncertainty_attrs=measured)
     return out
+
+
+def _calibration(run_dir: Path, meta: dict, name: str, seeds: list[int]
+                 ) -> tuple[unc.Calibration | None, dict]:
+    """The run's calibration of ``name``'s σ and the attributes of ``twsa_uncertainty``
+    that state it and its measured coverage (:mod:`suite.uncertainty`); ``(None, attrs)``
+    for a run without a truth, which has none."""
+    path = run_dir / "uncertainty.json"
+    if not path.exists() or name not in (table := json.loads(path.read_text())):
+        return None, {
+            "uncertainty_formula": "sqrt(s^2 + sigma_G^2): the seed spread and GRACE's "
+                                   "1-sigma of the mascon (its mean sigma in months without "
+                                   "GRACE)",
+            "uncertainty_calibration": "none: the run had no truth to calibrate against, so "
+                                       "the error of disaggregating a mascon is not in it"}
+    calibration = unc.Calibration.from_dict(table[name])
+    scores = pd.read_csv(run_dir / "uncertainty.csv")
+    if "world" in scores:  # the first world: the one the calibration belongs to
+        scores = scores[scores["world"] == scores["world"].iloc[0]]
+    sel = scores[scores["model"] == name].set_index(["split", "region", "metric"])["value"]
+    world = (meta.get("worlds") or [str(meta["config"]["twin"]["realism"])])[0]
+    attrs: dict = {
+        "uncertainty_formula": unc.FORMULA,
+        "uncertainty_calibration": (
+            f"fitted on the {calibration.fitted_on} validation months of twsbench run "
+            f"{meta['run_id']} against its twin world's truth: "
+            + json.dumps({k: v for k, v in calibration.as_dict().items() if k != "formula"})),
+        "coverage_measured_on": (
+            f"twsbench run {meta['run_id']}: the {name} ensemble of seeds {seeds} on twin "
+            f"world {world}, on each task's test months "
+            f"(not the validation months the calibration was fitted on); cell-area weighted "
+            f"fractions of cell-months"),
+    }
+    for task in TASKS:
+        for region, suffix in (("domain", ""), ("hotspots", "_hotspots")):
+            for metric, label in (("coverage_1sigma", "coverage_1sigma"),
+                                  ("coverage_2sigma", "coverage_2sigma"),
+                                  ("spread_skill", "spread_skill_ratio"), ("crps", "crps_mm")):
+                value = sel.get((task, region, metric))
+                if value is not None and np.isfinite(value):
+                    attrs[f"{label}{suffix}_{task}"] = round(float(value), 4)
+    return calibration, attrs
 
 
 def _headline(run_dir: Path, meta: dict, name: str) -> dict:
@@ -182,7 +230,8 @@ def _headline(run_dir: Path, meta: dict, name: str) -> dict:
 def write_product(path: Path, grids, twsa: np.ndarray, uncertainty: np.ndarray, meta: dict,
                   model: str, choice: dict, headline: dict, seeds: list[int],
                   conservation: tuple[float, float], params: dict | None = None,
-                  device: str = "cpu", refit: dict | None = None) -> None:
+                  device: str = "cpu", refit: dict | None = None,
+                  uncertainty_attrs: dict | None = None) -> None:
     """The CF-1.8 / ACDD-1.3 NetCDF4 file, written to a temporary name and renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.temp_path(path)
@@ -215,6 +264,12 @@ def write_product(path: Path, grids, twsa: np.ndarray, uncertainty: np.ndarray, 
                              "axis": axis, "bounds": f"{name}_bnds"})
                 v[:] = values
                 ds.createVariable(f"{name}_bnds", "f8", (name, "nv"))[:] = grid.bounds(values)
+            # the field is at the land surface: a scalar vertical coordinate says so (CF
+            # 5.7), and gives ACDD's geospatial_vertical_* a variable to match
+            z = ds.createVariable("height", "f8", ())
+            z.setncatts({"standard_name": "height", "long_name": "height above the surface",
+                         "units": "m", "axis": "Z", "positive": "up"})
+            z.assignValue(0.0)
             chunks = (1, grids.lat.size, grids.lon.size)
             v = ds.createVariable("twsa", "f4", ("time", "lat", "lon"), zlib=True, complevel=4,
                                   shuffle=True, chunksizes=chunks, fill_value=FILL)
@@ -227,7 +282,7 @@ def write_product(path: Path, grids, twsa: np.ndarray, uncertainty: np.ndarray, 
                                     "mm of water equivalent (1 kg m-2 = 1 mm); land only "
                                     "(Greenland and Antarctica excluded)",
                          "ancillary_variables": "twsa_uncertainty grace_available",
-                         "cell_methods": "time: mean area: mean",
+                         "cell_methods": "time: mean area: mean", "coordinates": "height",
                          "valid_min": np.float32(-1e4), "valid_max": np.float32(1e4)})
             v[:] = grids.to_grid(twsa)[..., order].astype(np.float32)
             u = ds.createVariable("twsa_uncertainty", "f4", ("time", "lat", "lon"), zlib=True,
@@ -235,10 +290,14 @@ def write_product(path: Path, grids, twsa: np.ndarray, uncertainty: np.ndarray, 
             u.setncatts({"long_name": "1-sigma uncertainty of twsa",
                          "standard_name": "land_water_amount standard_error",
                          "units": "kg m-2", "coverage_content_type": "qualityInformation",
-                         "comment": "standard deviation across the seed ensemble combined in "
-                                    "quadrature with GRACE's 1-sigma of the cell's mascon (its "
-                                    "mean sigma in months without GRACE)",
-                         "valid_min": np.float32(0.0), "valid_max": np.float32(1e4)})
+                         "comment": "1-sigma of the seed-ensemble mean: the seeds' spread, "
+                                    "GRACE's 1-sigma of the cell's mascon in months whose "
+                                    "GRACE the model uses, and a disaggregation term fitted "
+                                    "on validation months (uncertainty_formula); its "
+                                    "measured coverage is in coverage_* "
+                                    "(coverage_measured_on)",
+                         "valid_min": np.float32(0.0), "valid_max": np.float32(1e4),
+                         "coordinates": "height", **(uncertainty_attrs or {})})
             u[:] = grids.to_grid(uncertainty)[..., order].astype(np.float32)
             f = ds.createVariable("grace_available", "i1", ("time",))
             f.setncatts({"long_name": "a GRACE/GRACE-FO solution exists for the month",
@@ -303,6 +362,12 @@ def _global_attrs(grids, meta, model, choice, headline, seeds, conservation, syn
         "time_coverage_start": str(mo.mid_month(grids.months[:1])[0]) + "Z",
         "time_coverage_end": str(mo.mid_month(grids.months[-1:])[0]) + "Z",
         "time_coverage_resolution": "P1M",
+        "time_coverage_duration": _duration(grids.months.size),
+        "standard_name_vocabulary": "CF Standard Name Table v84",
+        # a field at the land surface: no vertical extent
+        "geospatial_vertical_min": 0.0, "geospatial_vertical_max": 0.0,
+        "geospatial_vertical_units": "m", "geospatial_vertical_positive": "up",
+        "geospatial_bounds_vertical_crs": "EPSG:5829",
         "time_mean_removed": "2004.000 to 2009.999",
         "geospatial_lat_min": float(grids.lat[0]), "geospatial_lat_max": float(grids.lat[-1]),
         "geospatial_lon_min": float(grids.lon[0]), "geospatial_lon_max": float(grids.lon[-1]),
@@ -330,6 +395,41 @@ def _global_attrs(grids, meta, model, choice, headline, seeds, conservation, syn
     }
 
 
+def _duration(n_months: int) -> str:
+    """ISO 8601 duration of ``n_months`` whole months (the time bounds' span)."""
+    years, months = divmod(n_months, 12)
+    return "P" + (f"{years}Y" if years else "") + (f"{months}M" if months or not years else "")
+
+
+# ---- validate ------------------------------------------------------------------------------
+
+UNCERTAINTY_ATTRS = tuple(f"{label}_{task}" for task in TASKS for label in (
+    "coverage_1sigma", "coverage_2sigma", "spread_skill_ratio", "crps_mm"))
+
+
+def _check_uncertainty(var) -> list[str]:
+    """``twsa_uncertainty``'s attributes: how it is built and, when calibrated, the coverage
+    measured (fractions in 0..1, positive spread–skill and CRPS)."""
+    names = var.ncattrs()
+    problems = [f"twsa_uncertainty: attribute {a} missing"
+                for a in ("uncertainty_formula", "uncertainty_calibration") if a not in names]
+    if problems or str(var.uncertainty_calibration).startswith("none"):
+        return problems
+    for attr in ("coverage_measured_on", *UNCERTAINTY_ATTRS):
+        if attr not in names:
+            problems.append(f"twsa_uncertainty: attribute {attr} missing")
+            continue
+        if attr == "coverage_measured_on":
+            continue
+        value = float(var.getncattr(attr))
+        ok = 0.0 <= value <= 1.0 if attr.startswith("coverage") else value > 0
+        if not ok:
+            want = "a fraction in 0..1" if attr.startswith("coverage") else "a positive value"
+            problems.append(f"twsa_uncertainty: attribute {attr}: expected {want}, found "
+                            f"{value}")
+    return problems
+
+
 # ---- validate ------------------------------------------------------------------------------
 
 def validate(path: str | Path) -> list[str]:
@@ -347,6 +447,7 @@ def validate(path: str | Path) -> list[str]:
         ds = netCDF4.Dataset(path)
     except OSError as err:
         return problems + [f"{path}: not a readable netCDF file ({err})"]
+    n_file = len(problems)  # the sidecar's
     with ds:
         for name in ("twsa", "twsa_uncertainty", "grace_available", "time", "time_bounds",
                      "lat", "lon", "lat_bnds", "lon_bnds"):
@@ -355,11 +456,13 @@ def validate(path: str | Path) -> list[str]:
         for attr in ("Conventions", "title", "summary", "keywords", "license", "references",
                      "history", "twsbench_version", "run_config", "headline_scores",
                      "headline_run", "model_choice",
-                     "time_mean_removed", "conservation_residual_max_mm", "creator_name"):
+                     "time_mean_removed", "conservation_residual_max_mm", "creator_name",
+                     "standard_name_vocabulary", "time_coverage_duration"):
             if attr not in ds.ncattrs():
                 problems.append(f"global attribute {attr}: missing")
-        if problems:
+        if len(problems) > n_file:  # variables or attributes missing: nothing more to read
             return problems
+        problems += _check_uncertainty(ds["twsa_uncertainty"])
         try:
             headline = json.loads(ds.headline_scores)
             tasks = [t for t in TASKS if isinstance(headline.get(t), dict)]

@@ -1,8 +1,8 @@
 """The comparison report, built only from a run folder's saved files.
 
-Reads ``scores.csv``, ``monthly.csv``, ``timing.csv``, ``meta.json``, ``grid.nc``,
-``predictions/*.nc`` and ``benchmarks/*.json``; writes ``figures/*.png``, ``index.md`` and a
-self-contained ``index.html`` (figures embedded, no external resources).
+Reads ``scores.csv``, ``monthly.csv``, ``timing.csv``, ``uncertainty.csv``, ``meta.json``,
+``grid.nc``, ``predictions/*.nc`` and ``benchmarks/*.json``; writes ``figures/*.png``,
+``index.md`` and a self-contained ``index.html`` (figures embedded, no external resources).
 """
 
 from __future__ import annotations
@@ -50,6 +50,37 @@ def ranking_metric(meta: dict, task: str = "gapfill") -> str | None:
     if meta["has_truth"]:
         return {"downscale": "nse_submascon_truth", "gapfill": "nse_fine_truth"}[task]
     return "nse_mascon_grace" if task == "gapfill" else None
+
+
+#: the calibrated σ's scores on a task's months, beside each leaderboard
+UNCERTAINTY_SCORES = ("crps", "coverage_1sigma", "coverage_2sigma", "spread_skill")
+
+
+def read_uncertainty(run: Path) -> pd.DataFrame:
+    """``uncertainty.csv`` of the run's first world (empty without a truth)."""
+    path = run / "uncertainty.csv"
+    if not path.exists():
+        return pd.DataFrame(columns=["model", "split", "region", "metric", "value"])
+    table = pd.read_csv(path)
+    if "world" in table:
+        table = table[table["world"] == table["world"].iloc[0]]
+    return table
+
+
+def uncertainty_board(table: pd.DataFrame, task: str, order: list[str]) -> pd.DataFrame:
+    """Each model's σ on the task's months: coverage of ±1σ and ±2σ, the spread–skill
+    ratio and the CRPS, over the domain and at the hotspot cells, in ``order``."""
+    sel = table[table["split"] == task]
+    if sel.empty:
+        return pd.DataFrame()
+    wide = sel.pivot_table(index="model", columns=["region", "metric"], values="value")
+    out = pd.DataFrame(index=[m for m in order if m in wide.index])
+    for region, suffix in (("domain", ""), ("hotspots", " (hotspots)")):
+        for metric in UNCERTAINTY_SCORES:
+            if (region, metric) in wide.columns:
+                out[f"{metric}{suffix}"] = wide[(region, metric)].reindex(out.index)
+    out.index.name = "model"
+    return out
 
 
 def _board(scores: pd.DataFrame, timing: pd.DataFrame, meta: dict, split: str,
@@ -269,6 +300,13 @@ def _task_sections(task: str, run: Path, scores: pd.DataFrame, timing: pd.DataFr
                  "from every model.")
     if missing:
         text += (f" Taking no part (they need the month's GRACE): {', '.join(missing)}.")
+    unc = read_uncertainty(run)
+    sel = unc[(unc["split"] == task) & (unc["region"] == "domain")
+              & (unc["metric"] == "crps")].set_index("model")["value"]
+    if not sel.empty:  # the CRPS of the ensemble's calibrated σ (one value per model)
+        board.insert(len(board.columns) - 1, "crps", sel.reindex(board.index))
+        text += (" `crps` (mm): the Gaussian CRPS of the seed ensemble's mean and "
+                 "calibrated σ.")
     sections = [(title, text, board)]
     sig = significance(monthly, meta, task, list(board.index))
     if not sig.empty:
@@ -279,6 +317,18 @@ def _task_sections(task: str, run: Path, scores: pd.DataFrame, timing: pd.DataFr
             f"from a paired block bootstrap ({BOOTSTRAP} resamples of {BLOCK}-month calendar "
             "blocks, which keeps the months' autocorrelation). A difference is called only "
             "where the interval excludes 0.", sig.set_index("model")))
+    u_board = uncertainty_board(unc[unc["region"].isin(["domain", "hotspots"])], task,
+                                list(board.index))
+    if not u_board.empty:
+        sections.append((
+            f"{task}: how wrong a cell can be (calibrated 1-σ)",
+            "Each model's seed-ensemble mean with its 1-σ (the seed spread, GRACE's σ in "
+            "months whose GRACE the model uses, and a disaggregation term fitted on the "
+            "validation months; see the README), scored on this task's months: the share of "
+            "cell-months within ±1σ (68% if calibrated) and ±2σ (95%), the spread–skill "
+            "ratio √(mean σ²)/RMSE (1 if calibrated) and the Gaussian CRPS (mm, lower is "
+            "better); the same at the hotspot cells, whose sub-mascon trend no input shows.",
+            u_board))
     names = figures.figure_leaderboard(board, str(rank), figs, task=task)
     names += figures.figure_speed(board, str(rank), figs, task=task)
     if task == "downscale":
@@ -344,6 +394,9 @@ def build_report(run: str | Path) -> Path:
     bench = _benchmarks(run)
     if not bench.empty:
         sections.append(("Speed benchmarks", "pytest-benchmark medians (tests/bench).", bench))
+    unc = read_uncertainty(run)
+    if not unc.empty:
+        names += figures.figure_reliability(unc[unc["region"] == "domain"], figs)
     names += figures.figure_taylor(grid, preds, figs) + figures.figure_series(grid, preds, figs)
     names += figures.figure_maps(run, grid, preds, meta, figs)
     inputs = ("twin world (synthetic)" if meta["config"]["inputs"]["grace"] is None

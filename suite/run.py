@@ -14,6 +14,7 @@ import platform
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from suite import __version__, backend, cache
+from suite import __version__, backend, cache, uncertainty
 from suite.config import Config, TwinWorld, as_plain
 from suite.grids import Grids
 from suite.plan import ModelRun, code_files, code_hash, plan
 from suite.prepare import prepare, resolve_inputs
 from suite.reference import truth_on_cells
-from suite.scores import COLUMNS, MONTHLY_COLUMNS, score_prediction
+from suite.scores import COLUMNS, MONTHLY_COLUMNS, hotspots, score_prediction
 from suite.timing import measure
 
 log = logging.getLogger(__name__)
@@ -73,12 +74,14 @@ def save_grid(grids: Grids, truth: np.ndarray | None, path: Path,
     ds.to_netcdf(path, engine="netcdf4")
 
 
-def save_prediction(cells: np.ndarray, grids: Grids, path: Path, attrs: dict) -> None:
-    da = xr.DataArray(cells.astype(np.float32), dims=("month", "cell"), name="twsa",
+def save_prediction(cells: np.ndarray, grids: Grids, path: Path, attrs: dict,
+                    var: str = "twsa") -> None:
+    path.parent.mkdir(exist_ok=True)
+    da = xr.DataArray(cells.astype(np.float32), dims=("month", "cell"), name=var,
                       coords={"month": grids.months.astype("datetime64[ns]")},
                       attrs={"units": "mm", **attrs})
     da.to_netcdf(path, engine="netcdf4",
-                 encoding={"twsa": {"zlib": True, "complevel": 1}})
+                 encoding={var: {"zlib": True, "complevel": 1}})
 
 
 def versions() -> dict[str, str]:
@@ -93,15 +96,34 @@ def versions() -> dict[str, str]:
     return out
 
 
+@dataclass
+class WorldResult:
+    """What one world's fits give: score rows, monthly rows, the fits' timings, and (with a
+    truth) the uncertainty rows and each model's calibration of its σ."""
+
+    rows: list = field(default_factory=list)
+    monthly: list = field(default_factory=list)
+    timing: list[dict[str, Any]] = field(default_factory=list)
+    uncertainty: list = field(default_factory=list)
+    calibrations: dict[str, dict] = field(default_factory=dict)
+
+
 def _fit_and_score(runs: list[ModelRun], grids: Grids, reference: np.ndarray,
                    truth: np.ndarray | None, rid: str, work: Path | None, stage: Stage,
-                   progress: Progress | None, hotspot_trend: float
-                   ) -> tuple[list, list, list[dict[str, Any]]]:
+                   progress: Progress | None, hotspot_trend: float) -> WorldResult:
     """Fit, predict and score every run on one world's grids (the view with the withheld
     months' GRACE removed); ``reference`` is the GRACE scoring compares with. Predictions
-    and histories are saved into ``work`` (the primary world) unless it is ``None``."""
-    rows, monthly = [], []
-    timing: list[dict[str, Any]] = []
+    and histories are saved into ``work`` (the primary world) unless it is ``None``. With a
+    truth, each model's seed ensemble gets a calibrated σ (:mod:`suite.uncertainty`), fitted
+    on the validation months and scored on the tasks' months."""
+    out = WorldResult()
+    rows, monthly, timing = out.rows, out.monthly, out.timing
+    last = {spec.name: k for k, spec in enumerate(runs)}  # a model's seeds are consecutive
+    first = {spec.name: k for k, spec in reversed(list(enumerate(runs)))}
+    ensembles: dict[str, uncertainty.Accumulator] = {}
+    hidden_view = uncertainty.hide_validation(grids) if truth is not None else None
+    val_months = grids.split_months("validation")
+    hot = hotspots(grids, truth, hotspot_trend) if truth is not None else None
     train = grids.split_months("train")
     for k, spec in enumerate(runs):
         name, seed, tag = spec.name, spec.seed, spec.tag
@@ -119,6 +141,24 @@ def _fit_and_score(runs: list[ModelRun], grids: Grids, reference: np.ndarray,
             if history:
                 (work / "history" / f"{tag}.json").write_text(json.dumps(history, indent=1))
         t1 = time.perf_counter()
+        if truth is not None and hidden_view is not None:
+            hidden = None
+            if not model.needs_grace:  # the validation months without their GRACE
+                hidden = np.asarray(model.predict_cells(hidden_view, val_months),
+                                    dtype=np.float64)
+            ensembles.setdefault(name, uncertainty.Accumulator()).add(cells, hidden)
+            if last[name] == k:
+                stage(f"{name}: calibrating σ")
+                cal, sigma, u_rows = uncertainty.evaluate(grids, ensembles.pop(name), truth,
+                                                          hot)
+                out.calibrations[name] = cal.as_dict()
+                if work is not None:
+                    save_prediction(sigma, grids, work / "uncertainty" / f"{name}.nc",
+                                    {"model": name, "members": last[name] + 1 - first[name],
+                                     "long_name": "1-sigma of the seed-ensemble mean"},
+                                    var="sigma")
+                members = last[name] + 1 - first[name]
+                out.uncertainty += [(rid, name, members, *u) for u in u_rows]
         r, m = score_prediction(grids, cells, truth, name, seed, rid, reference,
                                 hotspot_trend)
         rows += r
@@ -135,7 +175,7 @@ def _fit_and_score(runs: list[ModelRun], grids: Grids, reference: np.ndarray,
         })
         if progress:
             progress("models", k + 1, len(runs))
-    return rows, monthly, timing
+    return out
 
 
 def withheld(grids: Grids) -> tuple[Grids, np.ndarray]:
@@ -194,12 +234,14 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
         truth = truth_on_cells(files.truth, grids) if files.truth else None
         save_grid(grids, truth, work / "grid.nc", reference)
         hot = config.ranking.hotspot_trend
-        rows, monthly, timing = _fit_and_score(runs, grids, reference, truth, rid, work, stage,
-                                               progress, hot)
+        first = _fit_and_score(runs, grids, reference, truth, rid, work, stage, progress, hot)
+        rows, monthly, timing = first.rows, first.monthly, first.timing
+        u_rows = first.uncertainty
         world_rows = []
         if len(worlds) > 1:  # each row and fit tagged with its world
             world_rows = [(labels[0], *r) for r in rows]
             timing = [{"world": labels[0], **t} for t in timing]
+            u_rows = [(labels[0], *r) for r in u_rows]
         for world in worlds[1:]:  # the verdict's stability: scores only
             assert world is not None
             stage(f"world {world.label}")
@@ -210,10 +252,11 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
             w_truth_path = resolve_inputs(other).truth
             w_truth = truth_on_cells(w_truth_path, w_grids) if w_truth_path else None
             stages["prepare"] += time.perf_counter() - t0
-            w_rows, _, w_timing = _fit_and_score(runs, w_grids, w_reference, w_truth, rid,
-                                                 None, stage, None, hot)
-            world_rows += [(world.label, *r) for r in w_rows]
-            timing += [{"world": world.label, **t} for t in w_timing]
+            other_result = _fit_and_score(runs, w_grids, w_reference, w_truth, rid, None,
+                                          stage, None, hot)
+            world_rows += [(world.label, *r) for r in other_result.rows]
+            timing += [{"world": world.label, **t} for t in other_result.timing]
+            u_rows += [(world.label, *r) for r in other_result.uncertainty]
         stages["models"] = sum(t["fit_seconds"] + t["predict_seconds"] for t in timing)
         stages["scores"] = sum(t["score_seconds"] for t in timing)
         stage("writing the scores")
@@ -225,6 +268,10 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
         pd.DataFrame(monthly, columns=list(MONTHLY_COLUMNS)).to_csv(work / "monthly.csv",
                                                                      index=False)
         pd.DataFrame(timing).to_csv(work / "timing.csv", index=False)
+        if u_rows:  # with a truth: the calibrated σ's scores and (first world) its terms
+            u_cols = [*(["world"] if len(worlds) > 1 else []), *uncertainty.UNCERTAINTY_COLUMNS]
+            pd.DataFrame(u_rows, columns=u_cols).to_csv(work / "uncertainty.csv", index=False)
+            (work / "uncertainty.json").write_text(json.dumps(first.calibrations, indent=1))
         if world_rows:
             worlds_table = pd.DataFrame(world_rows, columns=["world", *COLUMNS])
             worlds_table["higher_is_better"] = worlds_table["higher_is_better"].astype(

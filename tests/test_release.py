@@ -9,6 +9,7 @@ import textwrap
 
 import netCDF4
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -19,6 +20,7 @@ from suite.prepare import prepare
 from suite.release import release, validate
 from suite.run import run
 from tests import tiny
+from tests.uncertainty_files import coverage_from_files
 
 TINY = tiny.table(models=tiny.quick(["mascon", "pattern_transfer", "lightgbm"], seeds=[0, 1]))
 
@@ -106,6 +108,49 @@ def test_product_values_flags_and_conservation(product, tiny_grids):
     ds.close()
 
 
+def test_released_uncertainty_is_calibrated_on_both_tasks(product):
+    """On the (realistic) twin, the released model's σ covers 60–76% of cell-months within
+    ±1σ and 90–98% within ±2σ, with a spread–skill ratio in 0.8–1.25, on the downscale and
+    the gapfill months (test months: the σ was fitted on the validation months)."""
+    run_dir, path = product
+    with netCDF4.Dataset(path) as ds:
+        model = ds.model
+        attrs = {a: ds["twsa_uncertainty"].getncattr(a)
+                 for a in ds["twsa_uncertainty"].ncattrs()}
+    members, measured = coverage_from_files(run_dir, model)
+    assert members == 2
+    table = pd.read_csv(run_dir / "uncertainty.csv")
+    for task, scores in measured.items():
+        assert 0.60 <= scores["coverage_1sigma"] <= 0.76, (task, scores)
+        assert 0.90 <= scores["coverage_2sigma"] <= 0.98, (task, scores)
+        assert 0.8 <= scores["spread_skill"] <= 1.25, (task, scores)
+        for metric, value in scores.items():  # the run's table says the same
+            row = table[(table["model"] == model) & (table["split"] == task)
+                        & (table["region"] == "domain") & (table["metric"] == metric)]
+            assert row["value"].item() == pytest.approx(value, abs=2e-4)
+            # the product states what was measured
+            label = "spread_skill_ratio" if metric == "spread_skill" else metric
+            assert attrs[f"{label}_{task}"] == pytest.approx(value, abs=2e-4)
+        assert 0.0 < attrs[f"coverage_1sigma_hotspots_{task}"] < 1.0
+    assert "validation months" in attrs["uncertainty_calibration"]
+    assert json.loads(attrs["uncertainty_calibration"].split(": ", 1)[1])["regimes"]
+
+
+def test_validate_checks_the_uncertainty_attributes(product, tmp_path):
+    _, path = product
+    for change, expected in ((lambda v: v.delncattr("uncertainty_formula"),
+                              "uncertainty_formula missing"),
+                             (lambda v: v.setncattr("coverage_1sigma_gapfill", 1.7),
+                              "coverage_1sigma_gapfill: expected a fraction"),
+                             (lambda v: v.delncattr("crps_mm_downscale"),
+                              "crps_mm_downscale missing")):
+        broken = tmp_path / "broken.nc"
+        broken.write_bytes(path.read_bytes())
+        with netCDF4.Dataset(broken, "a") as ds:
+            change(ds["twsa_uncertainty"])
+        assert any(expected in p for p in validate(broken)), expected
+
+
 def test_validate_finds_problems(product, tmp_path):
     _, path = product
     broken = tmp_path / "broken.nc"
@@ -146,9 +191,18 @@ def test_compliance_checker_cf_and_acdd(product, tmp_path):
     assert set(results) == {"cf:1.8", "acdd:1.3"}
     for name, checker in results.items():
         assert checker["high_priorities"]  # the checks ran
-        high = checker.get("high_priorities", [])
-        failing = [r for r in high if r.get("value", [1, 1])[0] < r.get("value", [1, 1])[1]]
-        assert not failing, f"{name}: {[(r['name'], r.get('msgs')) for r in failing]}"
+        # ACDD's recommended attributes (medium priority) are there too
+        levels = ("high_priorities", "medium_priorities") if name.startswith("acdd") else (
+            "high_priorities",)
+        for level in levels:
+            failing = [r for r in checker.get(level, [])
+                       if r.get("value", [1, 1])[0] < r.get("value", [1, 1])[1]]
+            assert not failing, f"{name}: {[(r['name'], r.get('msgs')) for r in failing]}"
+    # the command users run: the normal criteria pass and nothing is left to correct
+    result = subprocess.run([cli, "-t", "acdd:1.3", "-c", "normal", str(path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert "potential issue" not in result.stdout, result.stdout[-2000:]
 
 
 _KILLED = textwrap.dedent("""

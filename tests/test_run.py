@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from suite import months as mo
 from suite.config import parse
@@ -39,6 +40,32 @@ def test_run_writes_the_report_folder(tiny_run):
             "speed_skill_gapfill.png", "series_hotspots.png", "gain_mascon.png"} <= figures
     assert any(f.startswith("map_") for f in figures)
     assert not list(tiny_run.parent.glob(".*partial*"))  # nothing half-written left
+
+
+def test_report_shows_every_models_uncertainty(tiny_run):
+    """The reliability figure, a CRPS column on each leaderboard, and a calibrated σ (its
+    coverage, spread–skill and CRPS) for every model that takes part in a task."""
+    assert (tiny_run / "figures" / "reliability.png").exists()
+    u = pd.read_csv(tiny_run / "uncertainty.csv")
+    calibrations = json.loads((tiny_run / "uncertainty.json").read_text())
+    assert set(calibrations) == set(MODELS["names"])
+    assert calibrations["mascon"]["uses_grace"] and set(calibrations["mascon"]["regimes"]) \
+        == {"grace"}  # it needs GRACE: no σ without it
+    assert set(calibrations["lightgbm"]["regimes"]) == {"grace", "nograce"}
+    # the CNN's prediction does not use the month's GRACE (no GRACE input channel)
+    assert not calibrations["soft_cnn"]["uses_grace"]
+    for task, models in (("downscale", set(MODELS["names"])),
+                         ("gapfill", {"lightgbm", "soft_cnn"})):
+        crps = u[(u.split == task) & (u.region == "domain") & (u.metric == "crps")]
+        assert set(crps["model"]) == models and (crps["value"] > 0).all()
+    page = (tiny_run / "index.md").read_text()
+    for task in ("downscale", "gapfill"):
+        assert f"## {task}: how wrong a cell can be (calibrated 1-σ)" in page
+    board = page.split("## Gap-fill")[1].split("##")[0]
+    assert "crps" in board.splitlines()[4]  # the leaderboard's header row
+    assert "figures/reliability.png" in page
+    sigma = xr.load_dataset(tiny_run / "uncertainty" / "lightgbm.nc")["sigma"].values
+    assert np.isfinite(sigma).all() and (sigma > 0).all()
 
 
 def test_scores_table_is_long_and_named(tiny_run):

@@ -144,6 +144,9 @@ def test_without_a_truth_copying_grace_does_not_rank_first(no_truth_run):
     assert seen["mascon+conserve"] == pytest.approx(1.0)
     page = (no_truth_run / "index.md").read_text()
     assert "cannot be scored without a truth" in page
+    # no truth: nothing to calibrate σ against, and no uncertainty scores
+    assert not (no_truth_run / "uncertainty.csv").exists()
+    assert "calibrated 1-σ" not in page
     assert "Consistency with GRACE (not ranked)" in page
 
 
