@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from baselines.interpolation import interpolate
-from suite import kernels
+from suite import kernels, threads
 from suite.downscaler import DOWNSCALERS, Base
 from suite.grids import FIELDS, Grids
 
@@ -105,7 +105,9 @@ class RandomForest(Learned):
     def regressor(self):
         from sklearn.ensemble import RandomForestRegressor
 
-        return RandomForestRegressor(random_state=self.seed, **self.params)
+        # n_jobs under the task's thread cap (suite.threads); the forest is the same
+        return RandomForestRegressor(random_state=self.seed, **{
+            **self.params, "n_jobs": threads.jobs(self.params["n_jobs"])})
 
     def _predict_rows(self, x: np.ndarray) -> np.ndarray:
         # scikit-learn sums the trees in thread-completion order, which changes the last bits
@@ -113,7 +115,7 @@ class RandomForest(Learned):
         from joblib import Parallel, delayed
 
         trees = self.model.estimators_
-        parts = Parallel(n_jobs=self.params["n_jobs"], prefer="threads")(
+        parts = Parallel(n_jobs=threads.jobs(self.params["n_jobs"]), prefer="threads")(
             delayed(tree.predict)(x, check_input=False) for tree in trees)
         total = np.zeros(x.shape[0])
         for part in parts:
@@ -133,5 +135,8 @@ class LightGBM(Learned):
     def regressor(self):
         import lightgbm
 
+        # deterministic: the same trees at any n_jobs, which follows the task's thread cap
         return lightgbm.LGBMRegressor(random_state=self.seed, deterministic=True,
-                                      force_row_wise=True, verbose=-1, **self.params)
+                                      force_row_wise=True, verbose=-1, **{
+                                          **self.params,
+                                          "n_jobs": threads.jobs(self.params["n_jobs"])})

@@ -33,7 +33,7 @@ import torch
 from models import losses
 from models.network import UNet, receptive_radius
 from models.settings import LOSSES, TrainConfig  # noqa: F401  (re-exported)
-from suite import cache
+from suite import cache, threads
 from suite.backend import torch_device
 from suite.grids import Grids
 
@@ -102,9 +102,9 @@ def on_flushing_thread(device: torch.device, fn: Callable[..., Any], *args: Any)
         with flushed_denormals(device):
             return fn(*args)
 
-    threads = torch.get_num_threads()
+    n_threads = torch.get_num_threads()
     with ThreadPoolExecutor(1, initializer=torch.set_num_threads,
-                            initargs=(threads,)) as pool:
+                            initargs=(n_threads,)) as pool:
         return pool.submit(work).result()
 
 
@@ -267,7 +267,9 @@ class Trainer:
         self.seed = seed
         self.device = torch.device(torch_device(device))
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
-        if self.device.type == "cpu" and torch.get_num_threads() > (n := cpu_threads()):
+        if self.device.type == "cpu" and threads.limit():  # a task's cap (suite.threads)
+            torch.set_num_threads(threads.limit())
+        elif self.device.type == "cpu" and torch.get_num_threads() > (n := cpu_threads()):
             # more threads than cores: each convolution waits for threads that do not run
             log.info("torch: %d threads for %d CPUs; using %d", torch.get_num_threads(), n, n)
             torch.set_num_threads(n)

@@ -89,15 +89,24 @@ def _inspect(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _load_config(path: str | None, scheduler: str | None = None):
+def _load_config(path: str | None, scheduler: str | None = None, workers: int | None = None,
+                 threads: int | None = None):
     import dataclasses
 
-    from suite.config import load, parse
+    from suite.config import load, parse, validate
 
     config = load(path) if path else parse({}, "<built-in twin config>")
+    changes: dict = {}
     if scheduler:
+        changes.update(scheduler=scheduler, workers=0)
+    if workers is not None:
+        changes.update(workers=workers, scheduler=None)
+    if threads is not None:
+        changes["threads_per_task"] = threads
+    if changes:
         config = dataclasses.replace(
-            config, compute=dataclasses.replace(config.compute, scheduler=scheduler))
+            config, compute=dataclasses.replace(config.compute, **changes))
+        validate(config)
     return config
 
 
@@ -126,7 +135,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     from suite.run import run
     from suite.splits import TASKS
 
-    config = _load_config(args.config, args.scheduler)
+    config = _load_config(args.config, args.scheduler, args.workers, args.threads_per_task)
     t0 = time.perf_counter()
     with bars(console, enabled=not args.quiet) as (stage, progress):
         run_dir, reused = run(config, args.out, force=args.force,
@@ -236,8 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="prepare, fit and predict every model, score, report")
     run.add_argument("config", nargs="?", help="TOML config (default: the built-in twin config)")
     run.add_argument("--out", default="reports", help="folder of run folders (default reports)")
-    run.add_argument("--scheduler", metavar="ADDRESS",
-                     help="send preprocessing to a dask.distributed scheduler")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run preprocessing and every (world, model, seed) fit on a "
+                            "dask.distributed scheduler")
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="run the fits on a LocalCluster of N worker processes")
+    run.add_argument("--threads-per-task", type=int, metavar="T",
+                     help="torch/BLAS/OpenMP threads of each fit (default: the CPUs per "
+                          "task slot)")
     run.add_argument("--force", action="store_true",
                      help="run again even if this run exists (into a new folder)")
     run.add_argument("--benchmark-json", action="append", default=[], metavar="FILE",

@@ -106,11 +106,16 @@ class Split:
 
 @dataclass(frozen=True)
 class Compute:
-    """Where preprocessing runs: ``device`` for the kernels, ``scheduler`` a Dask address
-    (``None``: in-process), ``chunk_months`` the Dask chunk along time."""
+    """Where the work runs: ``device`` for the kernels and the CNNs; ``scheduler`` a Dask
+    address, or ``workers`` the size of a ``LocalCluster``, for preprocessing and the fits
+    (neither: in-process, see :mod:`suite.cluster`); ``threads_per_task`` the torch, BLAS and
+    OpenMP threads of each fit (0: the default of where it runs); ``chunk_months`` the Dask
+    chunk along time."""
 
     device: str = "auto"
     scheduler: str | None = None
+    workers: int = 0
+    threads_per_task: int = 0
     chunk_months: int = 12
 
 
@@ -327,6 +332,13 @@ def validate(config: Config) -> None:
     if config.compute.chunk_months < 1:
         raise ConfigError(f"[compute] chunk_months: expected >= 1, found "
                           f"{config.compute.chunk_months}")
+    for key in ("workers", "threads_per_task"):
+        if getattr(config.compute, key) < 0:
+            raise ConfigError(f"[compute] {key}: expected >= 0, found "
+                              f"{getattr(config.compute, key)}")
+    if config.compute.scheduler and config.compute.workers:
+        raise ConfigError(f"[compute]: expected scheduler or workers, found both "
+                          f"({config.compute.scheduler!r} and {config.compute.workers})")
 
 
 def _validate_twin(twin: Twin) -> None:

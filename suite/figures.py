@@ -693,3 +693,47 @@ def figure_reliability(table: pd.DataFrame, figs: Path,
         ``["reliability.png"]``.
     """
     return [save(_reliability_figure(table, levels), figs / "reliability.png")]
+
+
+def _timeline_figure(timing: pd.DataFrame) -> Figure:
+    from matplotlib.patches import Patch
+
+    workers = list(dict.fromkeys(timing["worker"].astype(str)))
+    models = list(dict.fromkeys(timing["model"].astype(str)))
+    colours = {m: f"C{k % 10}" for k, m in enumerate(models)}
+    fig = _figure(figsize=(9.5, 0.45 * len(workers) + 1.6), layout="constrained")
+    ax = fig.add_subplot()
+    for row in timing.itertuples():
+        y = workers.index(str(row.worker))
+        ax.barh(y, row.task_end_s - row.task_start_s, left=row.task_start_s, height=0.7,
+                color=colours[str(row.model)], edgecolor="white", linewidth=0.5)
+    ax.set_yticks(range(len(workers)), workers, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds from the run's start")
+    where = "one process" if workers == ["in-process"] else f"{len(workers)} workers"
+    ax.set_title(f"fit + predict + score tasks on {where}", fontsize=10)
+    fig.legend(handles=[Patch(color=colours[m], label=m) for m in models],
+               loc="outside right upper", fontsize=7)
+    return fig
+
+
+def figure_timeline(timing: pd.DataFrame, figs: Path) -> list[str]:
+    """One bar per (world, model, seed) task from its start to its end, a row per worker,
+    coloured by model, written to ``timeline.png``.
+
+    Parameters
+    ----------
+    timing
+        ``timing.csv``: ``worker``, ``model``, ``task_start_s`` and ``task_end_s`` (seconds
+        from the run's start). A table without them (an older run) draws nothing.
+    figs
+        Folder to write into.
+
+    Returns
+    -------
+    list of str
+        ``["timeline.png"]``, or ``[]`` without task times.
+    """
+    if not {"worker", "task_start_s", "task_end_s"} <= set(timing.columns):
+        return []
+    return [save(_timeline_figure(timing), figs / "timeline.png")]

@@ -388,9 +388,12 @@ def build_report(run: str | Path) -> Path:
                 f" the first beats the second on `{ranking_metric(meta, task)}` (mean over "
                 f"seeds). {held} of {len(table)} verdicts hold in every world; only those are "
                 "verdicts a user can rely on.", table.set_index("first")))
-    timing_table = timing.groupby("model").mean(numeric_only=True).drop(columns="seed")
+    timing_table = timing.groupby("model").mean(numeric_only=True).drop(
+        columns=["seed", "task_start_s", "task_end_s"], errors="ignore")
     sections.append(("Speed", "Wall time and peak resident memory per model (mean over "
-                     "seeds).", timing_table))
+                     "seeds; `task_seconds` is the whole task, fit, predictions and "
+                     f"scores, on {meta.get('executor', 'in-process')}).", timing_table))
+    names += figures.figure_timeline(timing, figs)
     bench = _benchmarks(run)
     if not bench.empty:
         sections.append(("Speed benchmarks", "pytest-benchmark medians (tests/bench).", bench))

@@ -1,5 +1,9 @@
 """``twsbench run``: prepare → fit and predict every model (timed) → scores → report.
 
+Each (world, model, seed) fit is a task (:func:`suite.tasks.fit_one`), run in-process or on a
+``dask.distributed`` cluster (:mod:`suite.cluster`); the results are taken in the plan's
+order, so the tables do not depend on where the tasks ran.
+
 A run writes into a hidden working folder and renames it to ``reports/<run_id>/`` only when
 everything is written, so a killed run leaves no partial report. ``run_id`` hashes the config
 and the code; a finished run is never overwritten (``force`` writes a new, suffixed folder).
@@ -13,7 +17,7 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,13 +28,14 @@ import pandas as pd
 import xarray as xr
 
 from suite import __version__, backend, cache, uncertainty
+from suite.cluster import InProcess, OnCluster, executor
 from suite.config import Config, TwinWorld, as_plain
 from suite.grids import Grids
 from suite.plan import ModelRun, code_files, code_hash, plan
 from suite.prepare import prepare, resolve_inputs
 from suite.reference import truth_on_cells
-from suite.scores import COLUMNS, MONTHLY_COLUMNS, hotspots, score_prediction
-from suite.timing import measure
+from suite.scores import COLUMNS, MONTHLY_COLUMNS
+from suite.tasks import FitResult, World
 
 log = logging.getLogger(__name__)
 Stage = Callable[[str], None]
@@ -47,7 +52,8 @@ def run_id(config: Config, runs: list[ModelRun] | None = None) -> str:
     runs = plan(config) if runs is None else runs
     plain = as_plain(config)
     plain.pop("source", None)
-    plain["compute"].pop("scheduler", None)  # where it runs does not change the results
+    for key in ("scheduler", "workers", "threads_per_task"):  # where it runs, not what
+        plain["compute"].pop(key, None)
     text = json.dumps({"config": plain, "version": __version__,
                        "runs": [r.as_dict() for r in runs],
                        "code": code_hash(code_files(config, runs))}, sort_keys=True, default=str)
@@ -108,74 +114,65 @@ class WorldResult:
     calibrations: dict[str, dict] = field(default_factory=dict)
 
 
-def _fit_and_score(runs: list[ModelRun], grids: Grids, reference: np.ndarray,
-                   truth: np.ndarray | None, rid: str, work: Path | None, stage: Stage,
-                   progress: Progress | None, hotspot_trend: float) -> WorldResult:
-    """Fit, predict and score every run on one world's grids (the view with the withheld
-    months' GRACE removed); ``reference`` is the GRACE scoring compares with. Predictions
-    and histories are saved into ``work`` (the primary world) unless it is ``None``. With a
-    truth, each model's seed ensemble gets a calibrated σ (:mod:`suite.uncertainty`), fitted
-    on the validation months and scored on the tasks' months."""
+def _assemble(runs: list[ModelRun], world: World, results: Iterator[FitResult], rid: str,
+              work: Path | None, stage: Stage, progress: Progress | None) -> WorldResult:
+    """Take one world's fit results in the plan's order: their rows and timings; with a
+    truth, each model's seed ensemble and its calibrated σ (:mod:`suite.uncertainty`,
+    fitted on the validation months, scored on the tasks' months). Predictions, histories
+    and σ are saved into ``work`` (the primary world) unless it is ``None``."""
     out = WorldResult()
-    rows, monthly, timing = out.rows, out.monthly, out.timing
+    grids, truth = world.grids, world.truth
     last = {spec.name: k for k, spec in enumerate(runs)}  # a model's seeds are consecutive
     first = {spec.name: k for k, spec in reversed(list(enumerate(runs)))}
     ensembles: dict[str, uncertainty.Accumulator] = {}
-    hidden_view = uncertainty.hide_validation(grids) if truth is not None else None
-    val_months = grids.split_months("validation")
-    hot = hotspots(grids, truth, hotspot_trend) if truth is not None else None
-    train = grids.split_months("train")
-    for k, spec in enumerate(runs):
+    for k, (spec, result) in enumerate(zip(runs, results, strict=True)):
         name, seed, tag = spec.name, spec.seed, spec.tag
-        stage(f"{name} (seed {seed}): fit")
-        model = spec.make()
-        with measure() as fit_m:
-            model.fit(grids, train)
-        stage(f"{name} (seed {seed}): predict")
-        with measure() as pred_m:
-            cells = np.asarray(model.predict_cells(grids, grids.months), dtype=np.float64)
         if work is not None:
-            save_prediction(cells, grids, work / "predictions" / f"{tag}.nc",
+            save_prediction(result.cells, grids, work / "predictions" / f"{tag}.nc",
                             {"model": name, "seed": seed})
-            history = model.history
-            if history:
-                (work / "history" / f"{tag}.json").write_text(json.dumps(history, indent=1))
-        t1 = time.perf_counter()
-        if truth is not None and hidden_view is not None:
-            hidden = None
-            if not model.needs_grace:  # the validation months without their GRACE
-                hidden = np.asarray(model.predict_cells(hidden_view, val_months),
-                                    dtype=np.float64)
-            ensembles.setdefault(name, uncertainty.Accumulator()).add(cells, hidden)
+            if result.history:
+                (work / "history" / f"{tag}.json").write_text(
+                    json.dumps(result.history, indent=1))
+        out.rows += result.rows
+        out.monthly += result.monthly
+        out.timing.append(result.timing)
+        if truth is not None:
+            ensembles.setdefault(name, uncertainty.Accumulator()).add(result.cells,
+                                                                      result.hidden)
             if last[name] == k:
                 stage(f"{name}: calibrating σ")
                 cal, sigma, u_rows = uncertainty.evaluate(grids, ensembles.pop(name), truth,
-                                                          hot)
+                                                          world.hot)
                 out.calibrations[name] = cal.as_dict()
+                members = last[name] + 1 - first[name]
                 if work is not None:
                     save_prediction(sigma, grids, work / "uncertainty" / f"{name}.nc",
-                                    {"model": name, "members": last[name] + 1 - first[name],
+                                    {"model": name, "members": members,
                                      "long_name": "1-sigma of the seed-ensemble mean"},
                                     var="sigma")
-                members = last[name] + 1 - first[name]
                 out.uncertainty += [(rid, name, members, *u) for u in u_rows]
-        r, m = score_prediction(grids, cells, truth, name, seed, rid, reference,
-                                hotspot_trend)
-        rows += r
-        monthly += m
-        covered = int(model.covers(grids, grids.months).sum())
-        timing.append({
-            "model": name, "seed": seed, "fit_seconds": fit_m.seconds,
-            "predict_seconds": pred_m.seconds,
-            "cells_months_per_second": grids.n_cells * covered / max(pred_m.seconds, 1e-9),
-            "fit_peak_rss_gib": fit_m.peak_rss / 2**30,
-            "predict_peak_rss_gib": pred_m.peak_rss / 2**30,
-            "score_seconds": time.perf_counter() - t1,
-            "device": spec.device,
-        })
         if progress:
             progress("models", k + 1, len(runs))
     return out
+
+
+def _results(ex: InProcess | OnCluster, load_world: Callable[[int], World], n_worlds: int,
+             runs: list[ModelRun], config: Config, rid: str, epoch: float, stage: Stage
+             ) -> Iterator[tuple[int, World, Iterator[FitResult]]]:
+    """Each world with its fits' results in the plan's order. In-process, a world is
+    prepared, fitted and let go before the next (one world in memory); on a cluster every
+    world is prepared and every fit sent first, so fits of all worlds run at once."""
+    if isinstance(ex, InProcess):
+        for k in range(n_worlds):
+            world = load_world(k)
+            yield k, world, ex.results(world, runs, config, rid, epoch, stage,
+                                       primary=k == 0)
+        return
+    worlds = [load_world(k) for k in range(n_worlds)]
+    sent = [ex.results(w, runs, config, rid, epoch, stage, primary=k == 0)
+            for k, w in enumerate(worlds)]
+    for k, world in enumerate(worlds):
+        yield k, world, sent[k]
 
 
 def withheld(grids: Grids) -> tuple[Grids, np.ndarray]:
@@ -226,37 +223,46 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
         if config.worlds:
             worlds = list(config.worlds)
         labels = [w.label if w is not None else "files" for w in worlds]
-        primary = config.for_world(worlds[0]) if worlds[0] is not None else config
-        full, grids_path, cached = prepare(primary, stage=stage)
-        grids, reference = withheld(full)
-        stages["prepare"] = time.perf_counter() - t0
-        files = resolve_inputs(primary)
-        truth = truth_on_cells(files.truth, grids) if files.truth else None
-        save_grid(grids, truth, work / "grid.nc", reference)
-        hot = config.ranking.hotspot_trend
-        first = _fit_and_score(runs, grids, reference, truth, rid, work, stage, progress, hot)
-        rows, monthly, timing = first.rows, first.monthly, first.timing
-        u_rows = first.uncertainty
-        world_rows = []
-        if len(worlds) > 1:  # each row and fit tagged with its world
-            world_rows = [(labels[0], *r) for r in rows]
-            timing = [{"world": labels[0], **t} for t in timing]
-            u_rows = [(labels[0], *r) for r in u_rows]
-        for world in worlds[1:]:  # the verdict's stability: scores only
-            assert world is not None
-            stage(f"world {world.label}")
+        several = len(worlds) > 1
+        rows: list = []
+        monthly: list = []
+        timing: list[dict[str, Any]] = []
+        u_rows: list = []
+        world_rows: list = []
+        calibrations: dict[str, dict] = {}
+        loaded: dict[str, Any] = {}
+
+        def load_world(k: int) -> World:
             t0 = time.perf_counter()
-            other = config.for_world(world)
-            w_full, _, _ = prepare(other, stage=stage)
-            w_grids, w_reference = withheld(w_full)
-            w_truth_path = resolve_inputs(other).truth
-            w_truth = truth_on_cells(w_truth_path, w_grids) if w_truth_path else None
-            stages["prepare"] += time.perf_counter() - t0
-            other_result = _fit_and_score(runs, w_grids, w_reference, w_truth, rid, None,
-                                          stage, None, hot)
-            world_rows += [(world.label, *r) for r in other_result.rows]
-            timing += [{"world": world.label, **t} for t in other_result.timing]
-            u_rows += [(world.label, *r) for r in other_result.uncertainty]
+            world = worlds[k]
+            if k:
+                stage(f"world {labels[k]}")
+            cfg = config.for_world(world) if world is not None else config
+            full, path, cached = prepare(cfg, stage=stage)
+            grids, reference = withheld(full)
+            truth_path = resolve_inputs(cfg).truth
+            truth = truth_on_cells(truth_path, grids) if truth_path else None
+            if k == 0:
+                loaded.update(grids_path=path, cached=cached, grids=grids, truth=truth)
+                save_grid(grids, truth, work / "grid.nc", reference)
+            stages["prepare"] = stages.get("prepare", 0.0) + time.perf_counter() - t0
+            return World.of(labels[k], grids, reference, truth, config.ranking.hotspot_trend)
+
+        with executor(config, stage) as ex:
+            for k, world, results in _results(ex, load_world, len(worlds), runs, config,
+                                              rid, started, stage):
+                got = _assemble(runs, world, results, rid, work if k == 0 else None, stage,
+                                progress if k == 0 else None)
+                if k == 0:
+                    rows, monthly, calibrations = got.rows, got.monthly, got.calibrations
+                tag = (lambda t: (labels[k], *t)) if several else (lambda t: t)  # noqa: B023
+                if several:  # each row and fit tagged with its world
+                    world_rows += [(labels[k], *r) for r in got.rows]
+                timing += [{"world": labels[k], **t} if several else t for t in got.timing]
+                u_rows += [tag(r) for r in got.uncertainty]
+            where = ex.where
+        grids, truth = loaded["grids"], loaded["truth"]
+        grids_path, cached = loaded["grids_path"], loaded["cached"]
         stages["models"] = sum(t["fit_seconds"] + t["predict_seconds"] for t in timing)
         stages["scores"] = sum(t["score_seconds"] for t in timing)
         stage("writing the scores")
@@ -271,7 +277,7 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
         if u_rows:  # with a truth: the calibrated σ's scores and (first world) its terms
             u_cols = [*(["world"] if len(worlds) > 1 else []), *uncertainty.UNCERTAINTY_COLUMNS]
             pd.DataFrame(u_rows, columns=u_cols).to_csv(work / "uncertainty.csv", index=False)
-            (work / "uncertainty.json").write_text(json.dumps(first.calibrations, indent=1))
+            (work / "uncertainty.json").write_text(json.dumps(calibrations, indent=1))
         if world_rows:
             worlds_table = pd.DataFrame(world_rows, columns=["world", *COLUMNS])
             worlds_table["higher_is_better"] = worlds_table["higher_is_better"].astype(
@@ -287,7 +293,7 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
                     started, UTC).isoformat(timespec="seconds"),
                 "stage_seconds": stages, "device": backend.resolve(config.compute.device),
                 "runs": [r.as_dict() for r in runs],
-                "plugins": list(config.models.plugins),
+                "plugins": list(config.models.plugins), "executor": where,
                 "worlds": [w.label for w in worlds if w is not None]}
         (work / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
         if Path(config.source).exists():
