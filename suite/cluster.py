@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from suite.config import Config
 from suite.downscaler import get_class
+from suite.errors import ConfigError
 from suite.plan import ModelRun
 from suite.tasks import FitResult, World, fit_one
 from suite.threads import cpus
@@ -107,7 +108,12 @@ def executor(config: Config, stage: Stage) -> Iterator[InProcess | OnCluster]:
     from distributed import Client, LocalCluster
 
     if compute.scheduler:
-        with Client(compute.scheduler) as client:
+        try:
+            client = Client(compute.scheduler, timeout="20s")
+        except (OSError, TimeoutError, ValueError) as err:
+            raise ConfigError(f"[compute] scheduler: expected a reachable dask scheduler, "
+                              f"found none at {compute.scheduler!r} ({err})") from err
+        with client:
             stage(f"connected to the dask scheduler {compute.scheduler}")
             yield OnCluster(client, compute.threads_per_task or -1)
         return

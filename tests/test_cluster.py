@@ -160,3 +160,25 @@ def test_readme_cluster_examples_parse():
     for line in lines:
         args = build_parser().parse_args(shlex.split(line)[1:])
         assert (root / args.config).exists(), line
+
+
+def test_cli_runs_on_workers_and_refuses_an_unreachable_scheduler(config_file, in_process,
+                                                                  tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "reports"
+    ok = subprocess.run([sys.executable, "-m", "suite.cli", "run", str(config_file),
+                         "--workers", "2", "--threads-per-task", "1", "--out", str(out), "-q"],
+                        capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    run_dir = out / in_process.name
+    _same_tables(in_process, run_dir)
+    assert set(pd.read_csv(run_dir / "timing.csv")["threads"]) == {1}
+    bad = subprocess.run([sys.executable, "-m", "suite.cli", "run", str(config_file),
+                          "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path / "b"),
+                          "-q"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and "[compute] scheduler" in lines[0] and "127.0.0.1:9" in lines[0]
+    assert not list((tmp_path / "b").glob("*/index.html"))
