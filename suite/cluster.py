@@ -52,9 +52,8 @@ class InProcess:
                 epoch: float, stage: Stage, primary: bool = True) -> Iterator[FitResult]:
         """The fits' results, each computed when it is taken."""
         for spec in runs:
-            stage(f"{spec.name} (seed {spec.seed}): fit, predict, score")
             yield fit_one(spec, world, config, rid, config.compute.threads_per_task, epoch,
-                          want_history=primary)
+                          want_history=primary, stage=stage)
 
 
 class OnCluster:

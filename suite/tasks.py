@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,13 +69,15 @@ def where() -> tuple[str, int]:
 
 
 def fit_one(spec: ModelRun, world: World, config: Config, rid: str, threads: int = 0,
-            epoch: float | None = None, want_history: bool = True) -> FitResult:
+            epoch: float | None = None, want_history: bool = True,
+            stage: Callable[[str], None] | None = None) -> FitResult:
     """Fit ``spec`` on the world's training months, predict every month (and, with a truth,
     the validation months without their GRACE), and score it.
 
     ``threads``: threads per task for torch, BLAS and OpenMP (0: no limit; -1: the worker's
     CPUs divided by its task slots). ``epoch``: the run's start (``time.time()``), which the
-    task's start and end in the timing are relative to.
+    task's start and end in the timing are relative to. ``stage`` (in-process) hears when
+    the fit and the predictions start.
     """
     from suite import uncertainty
 
@@ -84,9 +87,12 @@ def fit_one(spec: ModelRun, world: World, config: Config, rid: str, threads: int
         threads = max(1, cpus() // max(slots, 1))
     started = time.time()
     grids, truth = world.grids, world.truth
+    say = stage or (lambda label: None)
+    say(f"{spec.name} (seed {spec.seed}): fit")
     model = spec.make()  # first: a CNN imports torch, whose threads the cap then sets
     with limited(threads), measure() as fit_m:
         model.fit(grids, grids.split_months("train"))
+    say(f"{spec.name} (seed {spec.seed}): predict")
     with limited(threads):
         with measure() as pred_m:
             cells = np.asarray(model.predict_cells(grids, grids.months), dtype=np.float64)
