@@ -86,7 +86,10 @@ def _weights(weights: Any, n_units: int, name: str = "weights") -> np.ndarray:
         raise ValueError(f"{name}: expected finite non-negative weights, found "
                          f"{int(np.sum(~np.isfinite(w)))} non-finite and "
                          f"{int(np.sum(w < 0))} negative")
-    return w
+    top = w.max(initial=0.0)
+    # only relative weights matter: scaled to a largest of 1, subnormal weights (5e-324)
+    # keep their ratios instead of rounding in the weighted sums
+    return w / top if top > 0 else w
 
 
 def _time(t: Any, n_months: int, name: str, per_year: bool) -> np.ndarray:

@@ -72,12 +72,22 @@ def open_netcdf(path: Path, chunks: Mapping[str, int] | None = None) -> xr.Datas
     path = Path(path)
     if file_kind(path) != "netcdf":
         raise InputError(path, "-", "a netCDF file", "a zip archive")
-    try:
-        ds = xr.open_dataset(path, engine="netcdf4", decode_times=False,
-                             decode_timedelta=False)
-    except Exception as err:  # corrupt or truncated HDF5 raises OSError, RuntimeError, …
-        raise InputError(path, "-", "a readable netCDF file",
-                         f"{type(err).__name__}: {err}") from err
+    for attempt in (1, 2):
+        try:
+            ds = xr.open_dataset(path, engine="netcdf4", decode_times=False,
+                                 decode_timedelta=False)
+            break
+        except RuntimeError as err:
+            # HDF5 is not thread-safe: a file handle closed by the garbage collector on
+            # another thread while this one opens gives a one-off "HDF error" on a sound
+            # file. Collect, then try once more; a corrupt file fails again.
+            if attempt == 2 or "HDF error" not in str(err):
+                raise InputError(path, "-", "a readable netCDF file",
+                                 f"{type(err).__name__}: {err}") from err
+            gc.collect()
+        except Exception as err:  # corrupt or truncated HDF5 raises OSError, RuntimeError, …
+            raise InputError(path, "-", "a readable netCDF file",
+                             f"{type(err).__name__}: {err}") from err
     if chunks is not None:
         # "time" names whichever time dimension the file has (ERA5: valid_time); other
         # dimensions stay whole so that a chunk is a block of complete months
