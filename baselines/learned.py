@@ -16,10 +16,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from baselines.interpolation import interpolate
-from suite import kernels, threads
-from suite.downscaler import DOWNSCALERS, Base
-from suite.grids import FIELDS, Grids
+from twsbench.downscaling.interpolation import interpolate
+from twsbench.core import kernels, threads
+from twsbench.downscaling.contract import DOWNSCALERS, Base
+from twsbench.prepare.grids import FIELDS, Grids
 
 PREDICTORS = (*FIELDS, "lat", "lon", "sin_month", "cos_month", "time_index")
 
@@ -105,7 +105,7 @@ class RandomForest(Learned):
     def regressor(self):
         from sklearn.ensemble import RandomForestRegressor
 
-        # n_jobs under the task's thread cap (suite.threads); the forest is the same
+        # n_jobs under the task's thread cap (twsbench.core.threads); the forest is the same
         return RandomForestRegressor(random_state=self.seed, **{
             **self.params, "n_jobs": threads.jobs(self.params["n_jobs"])})
 

@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from suite import kernels
-from suite.downscaler import DOWNSCALERS, Base
-from suite.errors import ConfigError
-from suite.grids import Grids
+from twsbench.core import kernels
+from twsbench.core.errors import ConfigError
+from twsbench.downscaling.contract import DOWNSCALERS, Base
+from twsbench.prepare.grids import Grids
 
 #: the regression's predictors, in the order of its coefficients
 COLUMNS = ("wghm", "era5_storage", "sin_annual", "cos_annual", "sin_semiannual",

@@ -6,10 +6,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from baselines.interpolation import interpolate
-from suite import kernels
-from suite.downscaler import DOWNSCALERS, Base
-from suite.grids import Grids
+from twsbench.downscaling.interpolation import interpolate
+from twsbench.core import kernels
+from twsbench.downscaling.contract import DOWNSCALERS, Base
+from twsbench.prepare.grids import Grids
 
 
 def _grace_or_nan(grids: Grids, months: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -31,7 +31,7 @@ class Mascon(Base):
 @DOWNSCALERS.register("bilinear")
 class Bilinear(Base):
     """Linear interpolation from mascon centroids to cell centres (longitude wraps on a global
-    domain); see :mod:`baselines.interpolation`."""
+    domain); see :mod:`twsbench.downscaling.interpolation`."""
 
     needs_grace: ClassVar[bool] = True
 

@@ -1,4 +1,4 @@
-"""The CNN's choices of network and training, apart from :mod:`models.training` so that the
+"""The CNN's choices of network and training, apart from :mod:`twsbench.models.training` so that the
 downscalers register (and their parameters are checked) without torch installed."""
 
 from __future__ import annotations

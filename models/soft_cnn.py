@@ -8,7 +8,8 @@
 | ``seda_loss`` | the GRACE-SeDA loss |
 
 After Uz, Atman, Akyılmaz & Shum (2026), J. Hydrol., doi:10.1016/j.jhydrol.2026.135015; the
-paper's formulas are not public, so this is the suite's documented design (DESIGN.md).
+paper's formulas are not public, so this is the suite's documented design
+(``docs/cnn.md``).
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from models.settings import TrainConfig
-from suite import backend, cache
-from suite.downscaler import DOWNSCALERS, Base
-from suite.errors import ConfigError
-from suite.grids import Grids
+from twsbench.core import backend, cache, codehash
+from twsbench.core.errors import ConfigError
+from twsbench.downscaling.contract import DOWNSCALERS, Base
+from twsbench.models.settings import TrainConfig
+from twsbench.prepare.grids import Grids
 
 if TYPE_CHECKING:
-    from models.training import Trainer
+    from twsbench.models.training import Trainer
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name != "loss"}
 INSTALL = "pip install 'twsbench[cnn]' (torch==2.13.0 on CPU; see the README for CUDA)"
@@ -53,10 +54,11 @@ class SoftCNN(Base):
         ``"cpu"`` or ``"cuda"``.
     checkpoint_dir
         Where checkpoints go (default: the cache). Each fit gets its own subfolder, keyed by
-        the grids, parameters, seed, device and training months, so a finished checkpoint is
-        reused only by the same fit (several twin worlds never share one).
+        the grids, the code that trains (the modules this one imports), parameters, seed,
+        device and training months, so a finished checkpoint is reused only by the same fit
+        (several twin worlds never share one).
     **params
-        Any field of :class:`models.settings.TrainConfig` except ``loss``.
+        Any field of :class:`twsbench.models.settings.TrainConfig` except ``loss``.
     """
 
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
@@ -79,7 +81,8 @@ class SoftCNN(Base):
         self.trainer: Trainer | None = None
 
     def _checkpoints(self, grids: Grids, train: np.ndarray) -> Path:
-        key = json.dumps({"grids": grids.attrs.get("cache_key"), "name": self.name,
+        code = codehash.digest(dict.fromkeys((__name__, type(self).__module__)))
+        key = json.dumps({"grids": grids.attrs.get("cache_key"), "code": code, "name": self.name,
                           "config": dataclasses.asdict(self.config), "seed": self.seed,
                           "device": self.device, "train": [str(m) for m in train]},
                          sort_keys=True)
@@ -90,7 +93,7 @@ class SoftCNN(Base):
 
     def fit(self, grids: Grids, months: np.ndarray, validation: np.ndarray | None = None
             ) -> None:
-        from models.training import Trainer
+        from twsbench.models.training import Trainer
 
         months = np.asarray(months, dtype="datetime64[M]")
         if validation is None:  # the grids' validation months not used for training

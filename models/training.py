@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from models import losses
-from models.network import UNet, receptive_radius
-from models.settings import LOSSES, TrainConfig  # noqa: F401  (re-exported)
-from suite import cache, threads
-from suite.backend import torch_device
-from suite.grids import Grids
+from twsbench.core import cache, threads
+from twsbench.core.backend import torch_device
+from twsbench.models import losses
+from twsbench.models.network import UNet, receptive_radius
+from twsbench.models.settings import LOSSES, TrainConfig  # noqa: F401  (re-exported)
+from twsbench.prepare.grids import Grids
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ class Trainer:
         self.seed = seed
         self.device = torch.device(torch_device(device))
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
-        if self.device.type == "cpu" and threads.limit():  # a task's cap (suite.threads)
+        if self.device.type == "cpu" and threads.limit():  # a task's cap (twsbench.core.threads)
             torch.set_num_threads(threads.limit())
         elif self.device.type == "cpu" and torch.get_num_threads() > (n := cpu_threads()):
             # more threads than cores: each convolution waits for threads that do not run
@@ -301,7 +301,7 @@ class Trainer:
 
     def _grace_cells(self) -> np.ndarray:
         if self._bilinear is None:
-            from baselines.interpolation import interpolate
+            from twsbench.downscaling.interpolation import interpolate
 
             g = np.where(self.grids.has_grace[:, None], self.grids.grace, 0.0)
             self._bilinear = (interpolate(self.grids, g) / self.scale).astype(np.float32)

@@ -16,17 +16,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from suite import __version__
-from suite.errors import InputError, TwsbenchError
+from twsbench import __version__
+from twsbench.core.errors import InputError, TwsbenchError
 
 log = logging.getLogger("twsbench")
 
 
 def _world(args: argparse.Namespace, console: Console) -> int:
-    from suite.calibration import measure
-    from suite.domains import get_domain
-    from suite.progress import bars
-    from suite.twin import make_world
+    from twsbench.core.domains import get_domain
+    from twsbench.core.progress import bars
+    from twsbench.scoring.realism import measure
+    from twsbench.twin import make_world
 
     domain = get_domain(args.domain, tuple(args.bbox) if args.bbox else None)
     t0 = time.perf_counter()
@@ -57,7 +57,7 @@ def _world(args: argparse.Namespace, console: Console) -> int:
 
 
 def _calibration_table(cal, title: str) -> Table:
-    from suite.calibration import rows
+    from twsbench.scoring.realism import rows
 
     header, body = rows(cal)
     table = Table(title=title)
@@ -70,7 +70,7 @@ def _calibration_table(cal, title: str) -> Table:
 
 
 def _inspect(args: argparse.Namespace, console: Console) -> int:
-    from suite.inspect import describe, group_inputs
+    from twsbench.inputs.inspect import describe, group_inputs
 
     groups = group_inputs([Path(p) for p in args.paths])
     for kind, paths in groups:
@@ -80,7 +80,7 @@ def _inspect(args: argparse.Namespace, console: Console) -> int:
         console.print(table)
     found = dict(groups)
     if all(k in found for k in ("grace", "wghm", "era5")):  # a twin folder, or real inputs
-        from suite.calibration import measure
+        from twsbench.scoring.realism import measure
 
         cal = measure(found["grace"][0], found["wghm"][0], found["era5"],
                       found["truth"][0] if "truth" in found else None)
@@ -93,7 +93,7 @@ def _load_config(path: str | None, scheduler: str | None = None, workers: int | 
                  threads: int | None = None):
     import dataclasses
 
-    from suite.config import load, parse, validate
+    from twsbench.core.config import load, parse, validate
 
     config = load(path) if path else parse({}, "<built-in twin config>")
     changes: dict = {}
@@ -111,8 +111,8 @@ def _load_config(path: str | None, scheduler: str | None = None, workers: int | 
 
 
 def _prepare(args: argparse.Namespace, console: Console) -> int:
-    from suite.prepare import prepare
-    from suite.progress import bars
+    from twsbench.core.progress import bars
+    from twsbench.prepare.store import prepare
 
     config = _load_config(args.config, args.scheduler)
     t0 = time.perf_counter()
@@ -130,10 +130,10 @@ def _prepare(args: argparse.Namespace, console: Console) -> int:
 def _run(args: argparse.Namespace, console: Console) -> int:
     import pandas as pd
 
-    from suite.progress import bars
-    from suite.report import NO_TRUTH, leaderboard, ranking_metric
-    from suite.run import run
-    from suite.splits import TASKS
+    from twsbench.core.progress import bars
+    from twsbench.core.splits import TASKS
+    from twsbench.pipeline.benchmark import run
+    from twsbench.scoring.leaderboards import NO_TRUTH, leaderboard, ranking_metric
 
     config = _load_config(args.config, args.scheduler, args.workers, args.threads_per_task)
     t0 = time.perf_counter()
@@ -166,7 +166,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _report(args: argparse.Namespace, console: Console) -> int:
-    from suite.report import build_report
+    from twsbench.report.build import build_report
 
     run_dir = Path(args.run_dir)
     for name in ("meta.json", "scores.csv", "timing.csv", "monthly.csv", "grid.nc"):
@@ -178,8 +178,8 @@ def _report(args: argparse.Namespace, console: Console) -> int:
 
 
 def _release(args: argparse.Namespace, console: Console) -> int:
-    from suite.progress import bars
-    from suite.release import release
+    from twsbench.core.progress import bars
+    from twsbench.release.product import release
 
     with bars(console, enabled=not args.quiet) as (stage, _):
         path = release(args.run_dir, args.out, force=args.force, stage=stage)
@@ -188,7 +188,7 @@ def _release(args: argparse.Namespace, console: Console) -> int:
 
 
 def _validate(args: argparse.Namespace, console: Console) -> int:
-    from suite.release import validate
+    from twsbench.release.product import validate
 
     problems = validate(args.file)
     for problem in problems:
@@ -200,7 +200,7 @@ def _validate(args: argparse.Namespace, console: Console) -> int:
 
 
 def _fetch(args: argparse.Namespace, console: Console) -> int:
-    from suite.fetch import fetch, redact
+    from twsbench.inputs.fetch import fetch, redact
 
     result = fetch(args.source, Path(args.out), args.first, args.last,
                    tuple(args.bbox) if args.bbox else None, dry_run=args.dry_run)
@@ -297,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args, console)
     except TwsbenchError as err:
-        from suite.fetch import redact
+        from twsbench.inputs.fetch import redact
 
         print(f"twsbench: error: {redact(' '.join(str(err).split()))}", file=sys.stderr)
         return 2

@@ -19,8 +19,8 @@ README = Path(__file__).parent.parent / "README.md"
 @pytest.fixture(scope="session")
 def south_asia_world(tmp_path_factory):
     """The default twin world (south-asia, seed 0), written once per test session."""
-    from suite.domains import get_domain
-    from suite.twin import make_world
+    from twsbench.core.domains import get_domain
+    from twsbench.twin import make_world
 
     out = tmp_path_factory.mktemp("world-south-asia")
     world, files, timings = make_world(get_domain("south-asia"), 0, out)
@@ -30,8 +30,8 @@ def south_asia_world(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
     """A small bbox twin world (a few dozen mascons) for quick end-to-end checks."""
-    from suite.domains import get_domain
-    from suite.twin import make_world
+    from twsbench.core.domains import get_domain
+    from twsbench.twin import make_world
 
     out = tmp_path_factory.mktemp("world-tiny")
     world, files, _ = make_world(get_domain(bbox=(20.0, 32.0, 72.0, 88.0)), 3, out)
@@ -41,8 +41,8 @@ def tiny_world(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_config():
     """The tests' tiny config (:data:`tests.tiny.TINY`), parsed."""
-    from suite.config import parse
     from tests import tiny
+    from twsbench.core.config import parse
 
     return parse(tiny.TINY)
 
@@ -50,7 +50,7 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def tiny_grids(tiny_config):
     """Its prepared grids (from the cache after the first session)."""
-    from suite.prepare import prepare
+    from twsbench.prepare.store import prepare
 
     grids, _, _ = prepare(tiny_config)
     return grids
@@ -59,8 +59,8 @@ def tiny_grids(tiny_config):
 @pytest.fixture(scope="session")
 def tiny_truth(tiny_config, tiny_grids):
     """The twin's truth on the tiny grids' cells, for scoring only."""
-    from suite.prepare import resolve_inputs
-    from suite.reference import truth_on_cells
+    from twsbench.prepare.files import resolve_inputs
+    from twsbench.scoring.reference import truth_on_cells
 
     return truth_on_cells(resolve_inputs(tiny_config).truth, tiny_grids)
 
@@ -68,8 +68,9 @@ def tiny_truth(tiny_config, tiny_grids):
 def fit_quick(names, grids, folder):
     """name -> (fitted model, (months, cells) prediction) with :data:`tests.tiny.QUICK`
     settings (CNN checkpoints in ``folder``); ``NAME+conserve`` wraps the fitted NAME."""
-    from suite.downscaler import CONSERVE, Conserved, make
     from tests import tiny
+    from twsbench.downscaling.conserve import CONSERVE, Conserved
+    from twsbench.running.catalog import make
 
     out = {}
     for name in names:
@@ -85,7 +86,7 @@ def fit_quick(names, grids, folder):
 def tiny_fitted(tiny_grids, tmp_path_factory):
     """Every built-in downscaler fitted on the tiny grids' training months, with its
     prediction of every month (see :func:`fit_quick`)."""
-    from suite.downscaler import known_names
+    from twsbench.running.catalog import known_names
 
     return fit_quick(known_names(), tiny_grids, tmp_path_factory.mktemp("checkpoints"))
 
@@ -113,7 +114,8 @@ def readme_plugin(plugin_dir):
     """The README's plug-in imported and registered for one test module, then forgotten."""
     import sys
 
-    from suite.downscaler import DOWNSCALERS, load_plugins
+    from twsbench.downscaling.contract import DOWNSCALERS
+    from twsbench.running.catalog import load_plugins
 
     load_plugins(["my_downscalers"], [plugin_dir])
     yield DOWNSCALERS.get("wghm_regression")

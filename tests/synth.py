@@ -14,7 +14,7 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 
-from suite import months as mo
+from twsbench.core import months as mo
 
 #: JPL's fill value for ``lwe_thickness`` and ``uncertainty``.
 JPL_FILL = -99999.0

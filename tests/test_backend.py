@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from suite import backend, kernels
-from suite.errors import ConfigError
-from suite.mascons import build_mascons
-from suite.regrid import lat_weights, lon_weights
+from twsbench.core import backend, kernels
+from twsbench.core.errors import ConfigError
+from twsbench.core.mascons import build_mascons
+from twsbench.prepare.regrid import lat_weights, lon_weights
 
 gpu = pytest.mark.skipif(not backend.cupy_available(), reason="needs CuPy and a CUDA GPU")
 

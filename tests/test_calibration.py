@@ -1,4 +1,4 @@
-"""The twin's realism levels, measured from the written files (:mod:`suite.calibration`):
+"""The twin's realism levels, measured from the written files (:mod:`twsbench.scoring.realism`):
 each level's statistics inside its documented band, and the realistic level honest (the raw
 model does not beat GRACE at cells)."""
 
@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from suite import calibration
-from suite.domains import get_domain
-from suite.twin import make_world, products
-from suite.twin.world import build_world
+from twsbench.core.domains import get_domain
+from twsbench.scoring import realism as calibration
+from twsbench.twin import make_world, products
+from twsbench.twin.world import build_world
 
 LEVELS = ("optimistic", "realistic", "pessimistic")
 
@@ -88,9 +88,9 @@ def _fingerprints(world) -> dict[str, float]:
 def test_one_list_of_levels_everywhere():
     """The config, the twin and the command line name the same levels, in the same order
     (the CLI keeps its own literal so that it starts without importing numpy)."""
-    from suite.cli import build_parser
-    from suite.config import REALISM
-    from suite.twin.world import LEVELS as TWIN_LEVELS
+    from twsbench.cli import build_parser
+    from twsbench.core.config import REALISM
+    from twsbench.twin.world import LEVELS as TWIN_LEVELS
 
     world = build_parser()._subparsers._group_actions[0].choices["world"]
     realism = next(a for a in world._actions if a.dest == "realism")

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from suite.downscaler import make
+from twsbench.running.catalog import make
 
 ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "suite.cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "twsbench.cli", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -49,9 +49,9 @@ def test_readme_configuration_example_is_valid():
     """The README's configuration block parses, and names known models and parameters."""
     import tomllib
 
-    from suite.config import parse
-    from suite.plan import model_names, params_for
     from tests.conftest import readme_block
+    from twsbench.core.config import parse
+    from twsbench.running.plan import model_names, params_for
 
     config = parse(tomllib.loads(readme_block("Configuration", "toml")), "README")
     assert config.models.plugins == ()
@@ -112,8 +112,8 @@ def test_not_netcdf_file_exits_2(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
-    from suite.config import load
-    from suite.plan import model_names, params_for
+    from twsbench.core.config import load
+    from twsbench.running.plan import model_names, params_for
 
     config = load(path)
     names = model_names(config)

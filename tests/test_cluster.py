@@ -14,10 +14,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from suite.config import load
-from suite.errors import ConfigError
-from suite.run import run, run_id
 from tests import tiny
+from twsbench.core.config import load
+from twsbench.core.errors import ConfigError
+from twsbench.pipeline.benchmark import run
+from twsbench.running.runner import run_id
 
 pytest.importorskip("distributed")
 
@@ -26,8 +27,8 @@ pytest.importorskip("distributed")
 PLUGIN = textwrap.dedent('''
     import os, pathlib, time
     from typing import ClassVar
-    from baselines.regression import MasconRegression
-    from suite.downscaler import DOWNSCALERS
+    from twsbench.baselines.regression import MasconRegression
+    from twsbench.downscaling.contract import DOWNSCALERS
 
     @DOWNSCALERS.register("slow_regression")
     class SlowRegression(MasconRegression):
@@ -120,7 +121,7 @@ def test_a_killed_worker_changes_nothing(config_file, in_process, tmp_path, monk
 
 
 def test_scheduler_and_workers_exclude_each_other(config_file):
-    from suite.config import validate
+    from twsbench.core.config import validate
 
     config = load(config_file)
     both = dataclasses.replace(config, compute=dataclasses.replace(
@@ -132,7 +133,7 @@ def test_scheduler_and_workers_exclude_each_other(config_file):
 def test_cnn_tasks_ask_for_a_gpu_where_workers_declare_one():
     from distributed import Client, LocalCluster
 
-    from suite.cluster import OnCluster, resources_for
+    from twsbench.running.cluster import OnCluster, resources_for
 
     assert resources_for("soft_cnn", gpus=True) == {"GPU": 1}
     assert resources_for("lightgbm", gpus=True) is None
@@ -150,8 +151,8 @@ def test_readme_cluster_examples_parse():
     import re
     import shlex
 
-    from suite.cli import build_parser
     from tests.conftest import README
+    from twsbench.cli import build_parser
 
     text = README.read_text().split("## Scaling out", 1)[1].split("\n## ", 1)[0]
     lines = [ln.split("#")[0].strip() for ln in re.findall(r"^twsbench run .*$", text, re.M)]
@@ -168,14 +169,14 @@ def test_cli_runs_on_workers_and_refuses_an_unreachable_scheduler(config_file, i
     import sys
 
     out = tmp_path / "reports"
-    ok = subprocess.run([sys.executable, "-m", "suite.cli", "run", str(config_file),
+    ok = subprocess.run([sys.executable, "-m", "twsbench.cli", "run", str(config_file),
                          "--workers", "2", "--threads-per-task", "1", "--out", str(out), "-q"],
                         capture_output=True, text=True, timeout=600)
     assert ok.returncode == 0, ok.stderr[-2000:]
     run_dir = out / in_process.name
     _same_tables(in_process, run_dir)
     assert set(pd.read_csv(run_dir / "timing.csv")["threads"]) == {1}
-    bad = subprocess.run([sys.executable, "-m", "suite.cli", "run", str(config_file),
+    bad = subprocess.run([sys.executable, "-m", "twsbench.cli", "run", str(config_file),
                           "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path / "b"),
                           "-q"], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2

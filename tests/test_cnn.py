@@ -14,12 +14,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models import losses, training  # noqa: E402
-from models.network import UNet, receptive_radius  # noqa: E402
-from models.training import MonthData, TrainConfig, Trainer  # noqa: E402
-from suite import metrics  # noqa: E402
-from suite.downscaler import make  # noqa: E402
 from tests import tiny  # noqa: E402
+from twsbench.models import losses, training  # noqa: E402
+from twsbench.models.network import UNet, receptive_radius  # noqa: E402
+from twsbench.models.training import MonthData, TrainConfig, Trainer  # noqa: E402
+from twsbench.running.catalog import make  # noqa: E402
+from twsbench.scoring import metrics  # noqa: E402
 
 FAST = {"epochs": 8, "patience": 50, "base_channels": 8}
 
@@ -210,9 +210,9 @@ def test_denormals_are_flushed_inside_only():
 _TRAIN = textwrap.dedent("""
     import json, sys
     import torch
-    from suite.config import parse
-    from suite.prepare import prepare
-    from models.training import TrainConfig, Trainer
+    from twsbench.core.config import parse
+    from twsbench.prepare.store import prepare
+    from twsbench.models.training import TrainConfig, Trainer
     grids, _, _ = prepare(parse(json.loads(sys.argv[1])))
     cfg = TrainConfig(**json.loads(sys.argv[2]))
     t = Trainer(grids, cfg, seed=3, checkpoint_dir=sys.argv[3])

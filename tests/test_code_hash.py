@@ -7,10 +7,11 @@ import shutil
 
 import pytest
 
-from suite import cache
-from suite.plan import plan
-from suite.prepare import cache_key, resolve_inputs
-from suite.run import run_id
+from twsbench.core import cache
+from twsbench.prepare.files import resolve_inputs
+from twsbench.prepare.store import cache_key
+from twsbench.running.plan import plan
+from twsbench.running.runner import run_id
 
 
 @pytest.fixture(scope="module")

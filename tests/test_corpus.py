@@ -11,8 +11,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from suite import months as mo
 from tests import synth
+from twsbench.core import months as mo
 
 LAT = np.arange(-0.75, 1.0, 0.5)
 LON = np.arange(0.25, 6.0, 0.5)
@@ -148,7 +148,7 @@ CONFIGS = {
 
 def _cli(args, cwd, cache):
     env = {**os.environ, "TWSBENCH_CACHE_DIR": str(cache)}
-    return subprocess.run([sys.executable, "-m", "suite.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "twsbench.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
 

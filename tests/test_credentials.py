@@ -35,7 +35,7 @@ def planted(tmp_path):
 
 
 def _cli(env, *args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "suite.cli", *args], env=env, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "twsbench.cli", *args], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=900)
 
 
@@ -81,7 +81,7 @@ def test_fetch_without_an_account(tmp_path):
 
 
 def test_redact_removes_planted_values(planted, monkeypatch):
-    from suite.fetch import redact
+    from twsbench.inputs.fetch import redact
 
     for key, value in planted.items():
         monkeypatch.setenv(key, value)

@@ -16,10 +16,10 @@ import netCDF4
 import pandas as pd
 import pytest
 
-from suite.config import load
-from suite.release import choose_model, release, validate
-from suite.run import run_id
 from tests.uncertainty_files import coverage_from_files
+from twsbench.core.config import load
+from twsbench.release.product import choose_model, release, validate
+from twsbench.running.runner import run_id
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "twin-south-asia.toml"

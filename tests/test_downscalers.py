@@ -1,25 +1,20 @@
 """Every registered downscaler (the CNNs with tiny settings) and the README's plug-in: one
-invariant test each, plus the baselines' own guarantees; scored with :mod:`suite.metrics`."""
+invariant test each, plus the baselines' own guarantees; scored with
+:mod:`twsbench.scoring.metrics`."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from suite import metrics
-from suite.downscaler import (
-    CONSERVE,
-    DOWNSCALERS,
-    Conserved,
-    Downscaler,
-    check_params,
-    known_names,
-    make,
-)
-from suite.errors import ConfigError
-from suite.timing import measure
 from tests import tiny
 from tests.conftest import fit_quick
+from twsbench.core.errors import ConfigError
+from twsbench.core.timing import measure
+from twsbench.downscaling.conserve import CONSERVE, Conserved
+from twsbench.downscaling.contract import DOWNSCALERS, Downscaler, check_params
+from twsbench.running.catalog import known_names, make
+from twsbench.scoring import metrics
 
 PLUGIN = "wghm_regression"  # the README's example
 NAMES = [*known_names(), PLUGIN]

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from suite.release import validate
 from tests import tiny
+from twsbench.release.product import validate
 
 # soft_cnn trains 4 epochs so that a kill 3 s into training lands between checkpoints
 CONFIG = tiny.toml(tiny.table(models={
@@ -30,7 +30,7 @@ def _start(args: list[str], cache: Path) -> subprocess.Popen:
     """The CLI in a subprocess, its stage lines streamed on stdout."""
     env = {**os.environ, "TWSBENCH_CACHE_DIR": str(cache), "PYTHONUNBUFFERED": "1",
            "COLUMNS": "200"}
-    return subprocess.Popen([sys.executable, "-m", "suite.cli", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "twsbench.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env)
 
 
@@ -155,7 +155,7 @@ def test_release_killed_several_times(reference, tmp_path):
 
 
 def test_stale_temporaries_are_cleared_only_when_their_writer_is_gone(tmp_path):
-    from suite import cache
+    from twsbench.core import cache
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
@@ -176,7 +176,7 @@ def test_stale_temporaries_are_cleared_only_when_their_writer_is_gone(tmp_path):
 
 
 def test_a_run_clears_working_folders_of_killed_runs_of_other_configs(tmp_path):
-    from suite.run import _remove_stale
+    from twsbench.running.runner import _remove_stale
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

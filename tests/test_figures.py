@@ -24,8 +24,8 @@ from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.text import Text
 
-from suite import figures
-from suite.landmask import land_mask
+from twsbench.core.landmask import land_mask
+from twsbench.report import figures
 
 matplotlib.use("Agg")
 

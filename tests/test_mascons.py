@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from suite import grid
-from suite.mascons import build_mascons, mascons_on_grid, twin_tiling
+from twsbench.core import geometry as grid
+from twsbench.core.mascons import build_mascons, mascons_on_grid, twin_tiling
 
 
 def test_rows_sum_to_one_and_match_hand_computed_weights():

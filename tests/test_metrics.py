@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from sklearn.metrics import mean_squared_error, r2_score
 
-from suite import metrics as M
-from suite.mascons import build_mascons
-from suite.registry import UnknownNameError
+from twsbench.core.mascons import build_mascons
+from twsbench.core.registry import UnknownNameError
+from twsbench.scoring import metrics as M
 
 # ---- fixtures -------------------------------------------------------------------------------
 

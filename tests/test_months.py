@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from suite import months as mo
 from tests.conftest import DATA
+from twsbench.core import months as mo
 
 SERIES = DATA / "jpl_greenland_mass_200204_202408.txt"
 # the series gives epochs as decimal years with two decimals: ±0.005 yr = ±1.83 days

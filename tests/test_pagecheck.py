@@ -1,7 +1,7 @@
-"""suite.pagecheck: the headless-Chromium check of report pages.
+"""twsbench.report.pagecheck: the headless-Chromium check of report pages.
 
 Each deliberately broken page must yield a problem naming what broke; a good page and a page
-built like ``suite.report``'s must yield none. Tests that render skip without Chromium.
+built like ``twsbench.report.build``'s must yield none. Tests that render skip without Chromium.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from suite import pagecheck
-from suite.pagecheck import check_page, png_problem
+from twsbench.report import pagecheck
+from twsbench.report.pagecheck import check_page, png_problem
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +122,8 @@ def test_broken_page_is_caught(chromium, tmp_path, name):
 
 
 def report_like_page() -> str:
-    """A page put together as ``suite.report.build_report`` does: its style, a summary list,
-    tables written by pandas, and figures embedded as base64 PNGs (one as wide as a map)."""
+    """A page put together as ``twsbench.report.build.build_report`` does: its style, a summary
+    list, tables written by pandas, and figures embedded as base64 PNGs (one as wide as a map)."""
     board = pd.DataFrame({"model": ["bilinear", "mascon", "wghm_anomaly"], "rank": [1, 2, 3],
                           "nse_fine_truth": [0.79, 0.77, 0.21], "kge_fine_truth": [0.75, 0.74,
                           0.28], "rmse_fine_truth": [92.7, 96.7, 159.6], "seconds": [1e-3, 5e-4,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from suite import backend
-from suite.config import parse
-from suite.errors import ConfigError
-from suite.plan import ModelRun, model_names, params_for, plan
 from tests import tiny
+from twsbench.core import backend
+from twsbench.core.config import parse
+from twsbench.core.errors import ConfigError
+from twsbench.running.plan import ModelRun, model_names, params_for, plan
+
+CONFIGS = Path(__file__).parent.parent / "configs"
 
 
 def test_seeds_only_for_stochastic_models():
@@ -33,11 +37,23 @@ def test_conserve_tables_update_the_model_table():
     assert plain.make().params["n_estimators"] == 11
 
 
-def test_leaving_names_out_runs_every_registered_model_in_order():
-    names = model_names(parse({}))
-    assert names[:7] == ("mascon", "bilinear", "pattern_transfer", "wghm_anomaly",
-                         "mascon_regression", "random_forest", "lightgbm")
-    assert set(tiny.CNNS) <= set(names)
+def test_leaving_names_out_runs_the_default_runs_models_in_order():
+    assert model_names(parse({})) == ("mascon", "bilinear", "pattern_transfer", "wghm_anomaly",
+                                      "mascon_regression", "random_forest", "lightgbm",
+                                      "soft_cnn")
+
+
+def test_the_built_in_config_is_the_readmes_default_run():
+    """``twsbench run`` with no config is ``configs/twin-south-asia.toml``: the same plan
+    (three seeds of each stochastic model) and the same run id."""
+    from twsbench.core.config import load
+    from twsbench.running.runner import run_id
+
+    builtin, default = parse({}), load(CONFIGS / "twin-south-asia.toml")
+    assert builtin.models.seeds == (0, 1, 2)
+    assert plan(builtin) == plan(default)
+    assert [r.seed for r in plan(builtin) if r.name == "soft_cnn"] == [0, 1, 2]
+    assert run_id(builtin) == run_id(default)
 
 
 def test_one_device_for_every_model(monkeypatch):
@@ -83,10 +99,10 @@ def test_parsing_imports_no_downscaler_and_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from suite.config import parse; "
+    code = ("import sys; from twsbench.core.config import parse; "
             "parse({'models': {'names': ['soft_cnn', 'lightgbm']}}); "
-            "print(sorted(m for m in ('torch', 'baselines', 'models', 'suite.downscaler') "
-            "if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'twsbench.baselines', 'twsbench.models', "
+            "'twsbench.downscaling.contract') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr

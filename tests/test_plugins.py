@@ -15,15 +15,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from suite.config import parse
-from suite.downscaler import DOWNSCALERS, Downscaler, load_plugins
 from tests import tiny
 from tests.conftest import README, readme_block
+from twsbench.core.config import parse
+from twsbench.downscaling.contract import DOWNSCALERS, Downscaler
+from twsbench.running.catalog import load_plugins
 
 
 def _cli(args, cwd, env=None, prelude=""):
     """``twsbench ARGS`` in a fresh interpreter (``prelude`` runs first)."""
-    code = f"{prelude}\nimport sys\nfrom suite.cli import main\nsys.exit(main(sys.argv[1:]))"
+    code = f"{prelude}\nimport sys\nfrom twsbench.cli import main\nsys.exit(main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
                           text=True, timeout=900, env={**os.environ, **(env or {})})
 
@@ -86,7 +87,7 @@ def test_readme_example_fits_the_regression_it_describes(readme_plugin, tiny_gri
 
 
 def test_plugin_source_enters_the_run_id(plugin_dir, tmp_path):
-    from suite.run import run_id
+    from twsbench.running.runner import run_id
 
     folder = tmp_path / "mine"
     folder.mkdir()
@@ -107,7 +108,7 @@ def test_plugin_source_enters_the_run_id(plugin_dir, tmp_path):
 # ---- a downscaler from the protocol alone, found through an entry point ---------------------
 
 PROTOCOL_ONLY = textwrap.dedent('''
-    """Written from suite.downscaler.Downscaler alone: no base class, no decorator."""
+    """Written from twsbench.downscaling.contract.Downscaler alone: no base class, no decorator."""
     import numpy as np
 
 
@@ -228,7 +229,8 @@ def test_without_torch_a_cnn_name_says_how_to_install(tmp_path):
 
 
 def test_without_torch_the_default_model_list_leaves_the_cnns_out(tmp_path):
-    code = ("from suite.config import parse; from suite.plan import model_names; "
+    code = ("from twsbench.core.config import parse; "
+            "from twsbench.running.plan import model_names; "
             "print(','.join(model_names(parse({}))))")
     result = subprocess.run([sys.executable, "-c", f"{NO_TORCH}\n{code}"], capture_output=True,
                             text=True, timeout=300)

@@ -9,15 +9,17 @@ import netCDF4
 import numpy as np
 import pytest
 
-from suite import kernels
-from suite import months as mo
-from suite.config import Compute, Split, parse
-from suite.errors import ConfigError
-from suite.grids import FEATURES, FIELDS, Grids
-from suite.prepare import compute_grids, prepare, resolve_inputs
-from suite.regrid import lat_weights, lon_weights
-from suite.splits import make_splits
 from tests import tiny
+from twsbench.core import kernels
+from twsbench.core import months as mo
+from twsbench.core.config import Compute, Split, parse
+from twsbench.core.errors import ConfigError
+from twsbench.core.splits import make_splits
+from twsbench.prepare.compute import compute_grids
+from twsbench.prepare.files import resolve_inputs
+from twsbench.prepare.grids import FEATURES, FIELDS, Grids
+from twsbench.prepare.regrid import lat_weights, lon_weights
+from twsbench.prepare.store import prepare
 
 TINY = tiny.TINY
 
@@ -56,7 +58,7 @@ def test_every_source_is_an_anomaly_against_the_baseline(tiny_grids):
 
 
 def test_grace_on_mascons_matches_the_file(tiny_config, tiny_grids):
-    from suite.readers import read_grace
+    from twsbench.inputs import read_grace
 
     files = resolve_inputs(tiny_config)
     ds = read_grace(files.grace)
@@ -252,7 +254,7 @@ def test_prepare_cli_then_cache_hit(tmp_path):
 
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(tiny.toml(tiny.TINY))
-    run = lambda: subprocess.run([sys.executable, "-m", "suite.cli", "prepare", str(cfg), "-q"],  # noqa: E731
+    run = lambda: subprocess.run([sys.executable, "-m", "twsbench.cli", "prepare", str(cfg), "-q"],  # noqa: E731
                                  capture_output=True, text=True, timeout=600)
     first = run()
     assert first.returncode == 0, first.stderr
@@ -260,6 +262,6 @@ def test_prepare_cli_then_cache_hit(tmp_path):
     assert second.returncode == 0 and "from the cache" in second.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text(tiny.toml(tiny.table(split={"validation": 400})))
-    result = subprocess.run([sys.executable, "-m", "suite.cli", "prepare", str(bad), "-q"],
+    result = subprocess.run([sys.executable, "-m", "twsbench.cli", "prepare", str(bad), "-q"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1

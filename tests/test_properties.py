@@ -17,12 +17,12 @@ import xarray as xr
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from suite import grid
-from suite import months as mo
-from suite.errors import InputError
-from suite.readers import _netcdf as nc
-from suite.readers import read_era5, read_grace
 from tests import synth
+from twsbench.core import geometry as grid
+from twsbench.core import months as mo
+from twsbench.core.errors import InputError
+from twsbench.inputs import netcdf as nc
+from twsbench.inputs import read_era5, read_grace
 
 FAST = settings(max_examples=200, deadline=None)
 FILES = settings(max_examples=25, deadline=None,

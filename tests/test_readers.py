@@ -2,7 +2,7 @@
 
 Checks the internal conventions (lat ascending, lon in [-180, 180), month-start times, mm),
 GRACE record-to-month bookkeeping, the WaterGAP and ERA5 layouts, and that every kind of bad
-input raises a one-line :class:`suite.errors.InputError` naming the file and the variable.
+input raises a one-line :class:`twsbench.core.errors.InputError` naming the file and the variable.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from suite import grid
-from suite import months as mo
-from suite.errors import InputError
-from suite.readers import read_era5, read_grace, read_truth, read_wghm
-from suite.readers.wghm import parse_name
 from tests import synth
+from twsbench.core import geometry as grid
+from twsbench.core import months as mo
+from twsbench.core.errors import InputError
+from twsbench.inputs import read_era5, read_grace, read_truth, read_wghm
+from twsbench.inputs.wghm import parse_name
 
 #: JPL-style tiny grid: 4 rows ascending, 12 columns in 0–360.
 LAT4 = np.arange(-0.75, 1.0, 0.5)
@@ -863,11 +863,11 @@ def test_era5_all_nan_month(tmp_path, variable):
 
 def test_cli_inspect_bad_file(tmp_path):
     """``twsbench inspect BAD`` exits 2 with exactly one line on stderr naming the file."""
-    pytest.importorskip("suite.cli")
+    pytest.importorskip("twsbench.cli")
     bad = tmp_path / "GRCTellus.JPL.broken.nc"
     bad.write_text("not a netCDF file\n")
     env = {**os.environ, "TWSBENCH_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, "-m", "suite.cli", "inspect", str(bad)],
+    proc = subprocess.run([sys.executable, "-m", "twsbench.cli", "inspect", str(bad)],
                           capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -1,5 +1,5 @@
-"""The GRACE-free baselines of :mod:`baselines.regression`: WaterGAP's anomaly as it is, and
-the per-mascon regression, checked on synthetic GRACE that is an exact linear combination of
+"""The GRACE-free baselines of :mod:`twsbench.baselines.regression`: WaterGAP's anomaly as it is,
+and the per-mascon regression, checked on synthetic GRACE that is an exact linear combination of
 its predictors (built on the tiny grids with known coefficients)."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from suite import kernels, metrics
-from suite.downscaler import make
-from suite.errors import ConfigError
+from twsbench.core import kernels
+from twsbench.core.errors import ConfigError
+from twsbench.running.catalog import make
+from twsbench.scoring import metrics
 
 #: the synthetic truth's own conventions (the model may count years and phases from elsewhere:
 #: with an intercept and a sin/cos pair the predictions do not depend on it)

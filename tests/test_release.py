@@ -13,14 +13,14 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from suite import metrics
-from suite.config import parse
-from suite.downscaler import make
-from suite.prepare import prepare
-from suite.release import release, validate
-from suite.run import run
 from tests import tiny
 from tests.uncertainty_files import coverage_from_files
+from twsbench.core.config import parse
+from twsbench.pipeline.benchmark import run
+from twsbench.prepare.store import prepare
+from twsbench.release.product import release, validate
+from twsbench.running.catalog import make
+from twsbench.scoring import metrics
 
 TINY = tiny.table(models=tiny.quick(["mascon", "pattern_transfer", "lightgbm"], seeds=[0, 1]))
 
@@ -57,7 +57,7 @@ def test_release_picks_a_model_that_covers_every_month(product):
 
 
 def test_release_refits_for_the_epochs_the_scored_fit_chose(tmp_path, monkeypatch):
-    import suite.release as rel
+    import twsbench.release.product as rel
 
     models = tiny.quick(["mascon", "soft_cnn"])
     models["params"]["soft_cnn"]["epochs"] = 4
@@ -161,7 +161,7 @@ def test_validate_finds_problems(product, tmp_path):
     problems = validate(broken)
     assert any("checksum" in p for p in problems)
     assert any("license" in p for p in problems)
-    result = subprocess.run([sys.executable, "-m", "suite.cli", "validate", str(broken)],
+    result = subprocess.run([sys.executable, "-m", "twsbench.cli", "validate", str(broken)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "FAIL" in result.stdout
 
@@ -169,7 +169,7 @@ def test_validate_finds_problems(product, tmp_path):
 def test_existing_product_is_not_overwritten(product):
     run_dir, path = product
     before = path.read_bytes()
-    result = subprocess.run([sys.executable, "-m", "suite.cli", "release", str(run_dir),
+    result = subprocess.run([sys.executable, "-m", "twsbench.cli", "release", str(run_dir),
                              "--out", str(path), "-q"], capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 2 and "existing" in result.stderr
@@ -207,7 +207,7 @@ def test_compliance_checker_cf_and_acdd(product, tmp_path):
 
 _KILLED = textwrap.dedent("""
     import os, sys, time
-    import suite.release as rel
+    import twsbench.release.product as rel
     real = os.replace
     def slow(src, dst):
         if str(dst).endswith(".nc"):

@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from suite import months as mo
-from suite.config import parse
-from suite.run import run
-from suite.scores import COLUMNS
 from tests import synth, tiny
+from twsbench.core import months as mo
+from twsbench.core.config import parse
+from twsbench.pipeline.benchmark import run
+from twsbench.scoring.table import COLUMNS
 
 MODELS = tiny.quick(["mascon", "pattern_transfer", "lightgbm", "soft_cnn"])
 TINY = tiny.table(models=MODELS)
@@ -108,11 +108,11 @@ def test_report_rebuilds_from_saved_files(tiny_run, tmp_path):
     shutil.copytree(tiny_run, copy)
     (copy / "index.html").unlink()
     shutil.rmtree(copy / "figures")
-    result = subprocess.run([sys.executable, "-m", "suite.cli", "report", str(copy)],
+    result = subprocess.run([sys.executable, "-m", "twsbench.cli", "report", str(copy)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert (copy / "index.html").exists() and (copy / "figures" / "taylor.png").exists()
-    bad = subprocess.run([sys.executable, "-m", "suite.cli", "report", str(tmp_path / "no")],
+    bad = subprocess.run([sys.executable, "-m", "twsbench.cli", "report", str(tmp_path / "no")],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
@@ -192,8 +192,8 @@ def test_run_on_real_format_files_from_another_region(tmp_path, with_truth):
 def test_grace_in_cm_labelled_m_stops_prepare(tmp_path):
     """A wet region's GRACE values (±45 cm) labelled metres would be ±45 m of water: prepare
     stops with one line naming the file and the variable."""
-    from suite.errors import InputError
-    from suite.prepare import prepare
+    from twsbench.core.errors import InputError
+    from twsbench.prepare.store import prepare
 
     config = _other_region(tmp_path, False, grace_units="m", amplitude_cm=45.0)
     with pytest.raises(InputError) as info:
@@ -206,10 +206,11 @@ def test_grace_in_cm_labelled_m_stops_prepare(tmp_path):
 def test_region_scores_equal_the_domain_formulas_weighted_to_the_region():
     """A region is scored on its own cells and mascons; that must equal scoring the whole
     domain with weights zero outside the region (whole mascons keep A's rows complete)."""
-    from suite.metrics import METRICS
-    from suite.prepare import prepare, resolve_inputs
-    from suite.reference import truth_on_cells
-    from suite.scores import regions, score_prediction
+    from twsbench.prepare.files import resolve_inputs
+    from twsbench.prepare.store import prepare
+    from twsbench.scoring.metrics import METRICS
+    from twsbench.scoring.reference import truth_on_cells
+    from twsbench.scoring.table import regions, score_prediction
 
     config = parse({**TINY, "domain": {"bbox": [22.0, 38.0, 70.0, 84.0]}})
     grids, _, _ = prepare(config)

@@ -11,7 +11,7 @@ import xarray as xr
 from scores.processing import block_bootstrap as scores_block_bootstrap
 from scores.stats.statistical_tests import diebold_mariano
 
-from suite.significance import Interval, block_bootstrap, dm_test
+from twsbench.scoring.significance import Interval, block_bootstrap, dm_test
 
 START = np.datetime64("1990-01", "M")
 

@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from suite.config import parse
-from suite.prepare import prepare, resolve_inputs
-from suite.report import leaderboard, ranking_metric
-from suite.run import run, withheld
 from tests import tiny
+from twsbench.core.config import parse
+from twsbench.pipeline.benchmark import run
+from twsbench.prepare.files import resolve_inputs
+from twsbench.prepare.store import prepare
+from twsbench.running.runner import withheld
+from twsbench.scoring.leaderboards import leaderboard, ranking_metric
 
 #: every kind of model that predicts months without GRACE, and two that need it
 GAPFILL_MODELS = ["wghm_anomaly", "mascon_regression", "random_forest", "lightgbm", "soft_cnn"]
@@ -169,9 +171,9 @@ def test_twin_downscale_ranks_on_submascon_skill(tmp_path):
 def test_the_default_run_has_three_seeds_of_each_stochastic_model():
     from pathlib import Path
 
-    from suite.config import load
-    from suite.downscaler import get_class
-    from suite.plan import model_names
+    from twsbench.core.config import load
+    from twsbench.running.catalog import get_class
+    from twsbench.running.plan import model_names
 
     config = load(Path(__file__).parent.parent / "configs" / "twin-south-asia.toml")
     stochastic = [n for n in model_names(config) if get_class(n).stochastic]

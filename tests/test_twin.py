@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from suite import landmask
-from suite import months as mo
-from suite.domains import get_domain
-from suite.mascons import mascons_on_grid
-from suite.readers import read_era5, read_grace, read_truth, read_wghm
-from suite.twin.world import build_world
+from twsbench.core import landmask
+from twsbench.core import months as mo
+from twsbench.core.domains import get_domain
+from twsbench.core.mascons import mascons_on_grid
+from twsbench.inputs import read_era5, read_grace, read_truth, read_wghm
+from twsbench.twin.world import build_world
 
 
 @pytest.fixture(scope="module")

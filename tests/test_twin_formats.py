@@ -64,7 +64,7 @@ ERA5_LAYERS = {"swvl1": 0.07, "swvl2": 0.21, "swvl3": 0.72, "swvl4": 1.89}
 
 
 def _world_cmd(out: Path, *where: str) -> list[str]:
-    return [sys.executable, "-m", "suite.cli", "world", *where, "--out", str(out), "-q"]
+    return [sys.executable, "-m", "twsbench.cli", "world", *where, "--out", str(out), "-q"]
 
 
 @pytest.fixture(scope="module")

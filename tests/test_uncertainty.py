@@ -1,4 +1,5 @@
-"""The calibrated 1-σ (:mod:`suite.uncertainty`): its fit, its scores and the ensemble."""
+"""The calibrated 1-σ (:mod:`twsbench.scoring.uncertainty`): its fit, its scores and the
+ensemble."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from suite import uncertainty as unc
+from twsbench.scoring import uncertainty as unc
 
 
 def _synthetic(rng, n_months=40, n_cells=400):

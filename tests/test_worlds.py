@@ -7,10 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from suite.config import parse
-from suite.errors import ConfigError
-from suite.run import run
 from tests import tiny
+from twsbench.core.config import parse
+from twsbench.core.errors import ConfigError
+from twsbench.pipeline.benchmark import run
 
 NAMES = ["mascon", "pattern_transfer", "lightgbm"]
 SMALL = [25.0, 29.0, 76.0, 82.0]
@@ -58,7 +58,7 @@ def test_cnn_checkpoints_of_different_worlds_never_mix(tiny_grids, tmp_path):
     another world's grids must not resume (or reuse) this world's checkpoint."""
     import dataclasses
 
-    from suite.downscaler import make
+    from twsbench.running.catalog import make
 
     model = make("soft_cnn", 0, {"checkpoint_dir": str(tmp_path)})
     other = dataclasses.replace(tiny_grids, attrs={**tiny_grids.attrs,

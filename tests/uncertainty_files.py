@@ -1,5 +1,6 @@
 """Coverage of a model's σ recomputed from a run folder's files alone (an implementation
-independent of :mod:`suite.uncertainty`), for the release tests and the default-run check."""
+independent of :mod:`twsbench.scoring.uncertainty`), for the release tests and the default-run
+check."""
 
 from __future__ import annotations
 

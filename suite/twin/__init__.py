@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from suite.domains import Domain
-from suite.twin import writers
-from suite.twin.world import World, build_world
+from twsbench.core.domains import Domain
+from twsbench.twin import writers
+from twsbench.twin.world import World, build_world
 
 __all__ = ["WorldFiles", "World", "build_world", "make_world"]
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from suite import grid, landmask
-from suite.readers.era5 import LAYER_M
-from suite.twin import fields as fx
-from suite.twin.world import MONTHS, World, index_at, interannual, pluri, seasonal
+from twsbench.core import geometry as grid
+from twsbench.core import landmask
+from twsbench.inputs.era5 import LAYER_M
+from twsbench.twin import fields as fx
+from twsbench.twin.world import MONTHS, World, index_at, interannual, pluri, seasonal
 
 ERA5_RES = 0.25
 

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from suite import grid, landmask
-from suite import months as mo
-from suite.domains import Domain
-from suite.errors import ConfigError
-from suite.mascons import build_mascons, twin_tiling
-from suite.twin import fields as fx
+from twsbench.core import geometry as grid
+from twsbench.core import landmask
+from twsbench.core import months as mo
+from twsbench.core.domains import Domain
+from twsbench.core.errors import ConfigError
+from twsbench.core.mascons import build_mascons, twin_tiling
+from twsbench.twin import fields as fx
 
 log = logging.getLogger(__name__)
 

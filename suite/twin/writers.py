@@ -14,11 +14,12 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 
-from suite import __version__, grid
-from suite import months as mo
-from suite.cache import temp_path
-from suite.twin import products
-from suite.twin.world import MONTHS, WGHM_MONTHS, World
+from twsbench import __version__
+from twsbench.core import geometry as grid
+from twsbench.core import months as mo
+from twsbench.core.cache import temp_path
+from twsbench.twin import products
+from twsbench.twin.world import MONTHS, WGHM_MONTHS, World
 
 GRACE_NAME = "GRCTellus.JPL.200204_202212.GLO.RL06.3M.MSCNv04CRI.nc"
 WGHM_NAME = "watergap22e_gswp3-era5_tws_histsoc_monthly_1901_2022.nc"
@@ -93,8 +94,8 @@ def write_grace(world: World, path: Path, progress: Progress | None = None) -> N
         ids = np.zeros((lat.size, lon.size))
         gains = np.full((lat.size, lon.size), np.nan)
         # outside the extent the twin defines nothing but the geometry
-        from suite.landmask import LAND_THRESHOLD, land_fraction
-        from suite.mascons import twin_tiling
+        from twsbench.core.landmask import LAND_THRESHOLD, land_fraction
+        from twsbench.core.mascons import twin_tiling
         land[:] = land_fraction(lat, lon, 0.5) >= LAND_THRESHOLD
         ids[:] = twin_tiling(lat, lon)
         gains[np.ix_(rows, col_360)] = np.where(world.jpl_land, 1.0 + 0.1 * np.tanh(

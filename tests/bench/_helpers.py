@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from suite import backend
+from twsbench.core import backend
 
 #: Devices a kernel benchmark runs on; CUDA only where CuPy reaches a GPU.
 DEVICE_PARAMS = [

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from suite import backend
 from tests.bench._helpers import DEVICE_PARAMS
+from twsbench.core import backend
 
 BENCH_DIR = Path(__file__).parent
 

@@ -18,14 +18,14 @@ import shutil
 import numpy as np
 import pytest
 
-from suite.config import parse
-from suite.prepare import prepare
 from tests import tiny
 from tests.bench._helpers import record
+from twsbench.core.config import parse
+from twsbench.prepare.store import prepare
 
 torch = pytest.importorskip("torch")
 
-from models.training import TrainConfig, Trainer  # noqa: E402
+from twsbench.models.training import TrainConfig, Trainer  # noqa: E402
 
 WARM = 4
 CONFIG = TrainConfig(epochs=WARM + 1)

@@ -20,11 +20,13 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from suite import backend, grid, kernels, landmask, regrid
-from suite import months as mo
-from suite.grids import FEATURES
-from suite.mascons import Mascons, mascons_on_grid, twin_tiling
 from tests.bench._helpers import nbytes, record
+from twsbench.core import backend, kernels, landmask
+from twsbench.core import geometry as grid
+from twsbench.core import months as mo
+from twsbench.core.mascons import Mascons, mascons_on_grid, twin_tiling
+from twsbench.prepare import regrid
+from twsbench.prepare.grids import FEATURES
 
 MONTHS = 249  # 2002-04 .. 2022-12
 #: Months of the regridding comparison: 249 global 0.25° months are ~1 GB of float32 input and

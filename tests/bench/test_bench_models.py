@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from suite.config import parse
-from suite.downscaler import known_names, make
-from suite.prepare import prepare
+from twsbench.core.config import parse
+from twsbench.prepare.store import prepare
+from twsbench.running.catalog import known_names, make
 
 QUICK_FIT = {"soft_cnn": {"epochs": 1}, "soft_cnn_static": {"epochs": 1},
              "soft_cnn_obs_only": {"epochs": 1}, "seda_loss": {"epochs": 1}}

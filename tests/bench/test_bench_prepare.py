@@ -25,9 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from suite.config import parse
-from suite.prepare import prepare, resolve_inputs
 from tests.bench._helpers import DEVICE_PARAMS, record
+from twsbench.core.config import parse
+from twsbench.prepare.files import resolve_inputs
+from twsbench.prepare.store import prepare
 
 _STATUS = Path("/proc/self/status")
 

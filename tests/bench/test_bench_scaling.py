@@ -4,18 +4,18 @@ Two worlds of a mid-sized twin domain, ``mascon_regression`` once and the random
 LightGBM with two seeds each (10 fits), run with 1 and then 2 workers. Each round is a whole
 run: the cluster's start, the fits, the ensembles' calibration, the tables and the report.
 ``extra_info`` holds the span of the fits (first task start to last task end) and the
-2-worker run's speed-up over the 1-worker run; ``python -m suite.scaling`` does the same for
-any config, with a projection to more workers.
+2-worker run's speed-up over the 1-worker run; ``python -m twsbench.pipeline.scaling`` does the
+same for any config, with a projection to more workers.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from suite.config import parse
-from suite.prepare import prepare
-from suite.scaling import with_workers
 from tests.bench._helpers import record
+from twsbench.core.config import parse
+from twsbench.pipeline.scaling import with_workers
+from twsbench.prepare.store import prepare
 
 pytest.importorskip("distributed")
 
@@ -39,7 +39,7 @@ def config():
 def test_run_on_workers(benchmark, config, workers, tmp_path):
     import pandas as pd
 
-    from suite.run import run
+    from twsbench.pipeline.benchmark import run
 
     c = with_workers(config, workers, 1, tmp_path / "checkpoints")
     out = {}

@@ -1,0 +1,431 @@
+"""Run configuration: TOML into frozen dataclasses, validated once.
+
+Leaving out ``[inputs]`` uses the built-in twin world (generated and cached). Unknown keys
+and values that make no sense raise :class:`twsbench.core.errors.ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from twsbench.core.domains import Domain, get_domain
+from twsbench.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Paths of real-format input files; ``None`` everywhere means the twin world."""
+
+    grace: str | None = None
+    wghm: str | None = None
+    era5: tuple[str, ...] = ()
+    truth: str | None = None
+    grace_companions: tuple[str, ...] = ()
+
+    @property
+    def is_twin(self) -> bool:
+        return self.grace is None
+
+
+#: How strongly the twin's inputs relate to its truth (see README, "Realism levels").
+REALISM = ("optimistic", "realistic", "pessimistic")
+
+
+@dataclass(frozen=True)
+class TwinWorld:
+    """One twin world: its seed and realism level."""
+
+    seed: int
+    realism: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.realism}-seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class Twin:
+    """The twin world(s) used when ``[inputs]`` is absent.
+
+    ``seeds`` (several worlds) takes the place of ``seed``; ``realism`` is one level or a list.
+    Every (realism, seed) pair is a world; the first is the *primary* world, whose scores make
+    the leaderboard and whose model is released; the others test the verdict's stability.
+    """
+
+    seed: int = 0
+    seeds: tuple[int, ...] = ()
+    realism: tuple[str, ...] = ("realistic",)
+
+    @property
+    def worlds(self) -> list[TwinWorld]:
+        seeds = self.seeds or (self.seed,)
+        return [TwinWorld(s, r) for r in self.realism for s in seeds]
+
+    @property
+    def primary(self) -> TwinWorld:
+        return self.worlds[0]
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    name: str | None = None
+    bbox: tuple[float, float, float, float] | None = None
+
+    def resolve(self) -> Domain:
+        return get_domain(self.name, self.bbox)
+
+
+@dataclass(frozen=True)
+class Period:
+    """Months of the product and the anomaly baseline (inclusive, ``YYYY-MM``)."""
+
+    start: str = "2002-04"
+    end: str = "2022-12"
+    baseline_start: str = "2004-01"
+    baseline_end: str = "2009-12"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Month split: held-out gap-like blocks and scattered months for test, scattered months
+    for validation, the rest of the months with GRACE for training."""
+
+    seed: int = 0
+    test_blocks: int = 2
+    block_length: int = 11
+    test_scattered: int = 24
+    validation: int = 24
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Where the work runs: ``device`` for the kernels and the CNNs; ``scheduler`` a Dask
+    address, or ``workers`` the size of a ``LocalCluster``, for preprocessing and the fits
+    (neither: in-process, see :mod:`twsbench.running.cluster`); ``threads_per_task`` the torch,
+    BLAS and OpenMP threads of each fit (0: the default of where it runs); ``chunk_months`` the Dask
+    chunk along time."""
+
+    device: str = "auto"
+    scheduler: str | None = None
+    workers: int = 0
+    threads_per_task: int = 0
+    chunk_months: int = 12
+
+
+#: The default run's models: the baselines and the dynamic CNN (its ablations run from
+#: ``configs/twin-ablations.toml``).
+DEFAULT_MODELS = ("mascon", "bilinear", "pattern_transfer", "wghm_anomaly", "mascon_regression",
+                  "random_forest", "lightgbm", "soft_cnn")
+
+
+@dataclass(frozen=True)
+class Models:
+    """Which downscalers run, with which seeds, and their parameters
+    (``[models.params.NAME]`` tables).
+
+    ``names`` left out runs the default run's models (:data:`DEFAULT_MODELS`, those this
+    machine can run: the CNN needs torch); ``seeds`` are the stochastic models' seeds (three
+    by default); ``plugins`` are modules imported first, which register downscalers of their
+    own (searched beside the config file too).
+    Names, parameters and plug-ins are checked against the registry by the harness
+    (:mod:`twsbench.running.plan`), not here.
+    """
+
+    names: tuple[str, ...] | None = None
+    seeds: tuple[int, ...] = (0, 1, 2)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    plugins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """How each task's leaderboard ranks, and how the release picks its model.
+
+    ``downscale`` and ``gapfill`` name each task's primary score; ``"auto"`` is, with a truth
+    (the twin), ``nse_submascon_truth`` (skill below the mascon scale) and ``nse_fine_truth``;
+    on real files ``gapfill`` ranks on ``nse_mascon_grace`` against the withheld GRACE and
+    ``downscale`` is not ranked (sub-mascon skill cannot be scored without a truth). The
+    release takes the first model of ``release_task``'s leaderboard among those that predict
+    every month. ``hotspot_trend`` (mm/yr) sets the hotspot cells of
+    ``trend_error_hotspot_truth``. ``resamples`` is the number of paired block-bootstrap
+    resamples behind every significance verdict.
+    """
+
+    downscale: str = "auto"
+    gapfill: str = "auto"
+    region: str = "domain"
+    release_task: str = "gapfill"
+    hotspot_trend: float = 5.0
+    resamples: int = 2000
+
+
+@dataclass(frozen=True)
+class Report:
+    """Months shown as maps (``YYYY-MM``; empty: one test month and one gap month)."""
+
+    map_months: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    inputs: Inputs = Inputs()
+    twin: Twin = Twin()
+    domain: DomainConfig = DomainConfig()
+    period: Period = Period()
+    split: Split = Split()
+    compute: Compute = Compute()
+    models: Models = Models()
+    ranking: Ranking = Ranking()
+    report: Report = Report()
+    source: str = "<defaults>"
+
+    @property
+    def worlds(self) -> list[TwinWorld] | None:
+        """The twin worlds of this config; ``None`` for real input files."""
+        return self.twin.worlds if self.inputs.is_twin else None
+
+    def for_world(self, world: TwinWorld) -> Config:
+        """This config with ``world`` as its one twin world."""
+        return replace(self, twin=Twin(seed=world.seed, realism=(world.realism,)))
+
+    def grids_key(self) -> dict[str, Any]:
+        """The parts of the config that decide the prepared grids (of the primary world)."""
+        return {"inputs": asdict(self.inputs), "twin": asdict(self.twin.primary),
+                "domain": asdict(self.domain), "period": asdict(self.period),
+                "split": asdict(self.split)}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("source")
+        return out
+
+    def digest(self) -> str:
+        """A short hash of the whole config."""
+        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+_SECTIONS = {"inputs": Inputs, "twin": Twin, "domain": DomainConfig, "period": Period,
+             "split": Split, "compute": Compute, "models": Models, "ranking": Ranking,
+             "report": Report}
+
+
+_ELEMENT = {"str": (str,), "int": (int,), "float": (float, int)}
+_WORDS = {"str": "strings", "int": "integers", "float": "numbers"}
+
+
+def _build(cls, table: dict[str, Any], where: str):
+    """One section from its TOML table, each value checked against the field's type."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise ConfigError(f"[{where}]: expected keys among {', '.join(known)}, found "
+                          f"unknown {', '.join(unknown)}")
+    values = {}
+    for name, value in table.items():
+        kind = str(known[name].type)  # e.g. "tuple[str, ...] | None", "int", "str | None"
+        if name == "params":
+            if not isinstance(value, dict) or not all(isinstance(v, dict)
+                                                      for v in value.values()):
+                raise ConfigError(f"[{where}] params: expected tables [models.params.NAME], "
+                                  f"found {value!r}")
+        elif kind.startswith("tuple["):
+            element = kind[len("tuple["):].split(",")[0].strip()
+            if isinstance(value, str) and element == "str":
+                value = [value]
+            if not isinstance(value, list):
+                raise ConfigError(f"[{where}] {name}: expected a list, found {value!r}")
+            allowed = _ELEMENT.get(element, (object,))
+            bad = [v for v in value if not isinstance(v, allowed) or isinstance(v, bool)]
+            if bad:
+                raise ConfigError(f"[{where}] {name}: expected a list of {_WORDS[element]}, "
+                                  f"found {bad[0]!r}")
+            value = tuple(value)
+        elif kind == "int":
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"[{where}] {name}: expected an integer, found {value!r}")
+        elif kind == "float":
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ConfigError(f"[{where}] {name}: expected a number, found {value!r}")
+            value = float(value)
+        elif kind.startswith("str"):
+            if not isinstance(value, str):
+                raise ConfigError(f"[{where}] {name}: expected a string, found {value!r}")
+        values[name] = value
+    return cls(**values)
+
+
+def parse(table: dict[str, Any], source: str = "<dict>", base: Path | None = None) -> Config:
+    """Build and validate a :class:`Config` from a parsed TOML table."""
+    unknown = sorted(set(table) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(f"{source}: expected sections among {', '.join(_SECTIONS)}, found "
+                          f"unknown {', '.join(unknown)}")
+    parts = {}
+    for name, cls in _SECTIONS.items():
+        section = table.get(name, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{source}: [{name}]: expected a table, found {section!r}")
+        parts[name] = _build(cls, section, name)
+    inputs = parts["inputs"]
+    if base is not None:  # relative paths are relative to the config file
+        rel = lambda p: str((base / p).resolve()) if p else p  # noqa: E731
+        inputs = Inputs(grace=rel(inputs.grace), wghm=rel(inputs.wghm),
+                        era5=tuple(rel(p) for p in inputs.era5), truth=rel(inputs.truth),
+                        grace_companions=tuple(rel(p) for p in inputs.grace_companions))
+    parts["inputs"] = inputs
+    config = Config(**parts, source=source)
+    validate(config)
+    return config
+
+
+def load(path: str | Path) -> Config:
+    """Read a TOML config file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: expected a TOML config file, found no such file")
+    try:
+        table = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: expected valid TOML, found {err}") from err
+    return parse(table, str(path), base=path.parent)
+
+
+def validate(config: Config) -> None:
+    """Raise :class:`ConfigError` for a config that makes no sense."""
+    inputs = config.inputs
+    if not inputs.is_twin and (inputs.wghm is None or not inputs.era5):
+        raise ConfigError("[inputs]: expected grace, wghm and era5 together, found "
+                          f"grace={'set' if inputs.grace else 'missing'} "
+                          f"wghm={'set' if inputs.wghm else 'missing'} "
+                          f"era5={'set' if inputs.era5 else 'missing'}")
+    if inputs.is_twin and (inputs.wghm or inputs.era5 or inputs.truth):
+        raise ConfigError("[inputs]: expected grace with wghm and era5 (or no [inputs] for the "
+                          "twin world), found no grace")
+    _validate_twin(config.twin)
+    bbox = config.domain.bbox
+    if bbox is not None and len(bbox) != 4:
+        raise ConfigError(f"[domain] bbox: expected [south, north, west, east], found "
+                          f"{list(bbox)!r}")
+    config.domain.resolve()
+    months = {}
+    for key in ("start", "end", "baseline_start", "baseline_end"):
+        value = getattr(config.period, key)
+        try:
+            months[key] = np.datetime64(value, "M")
+        except ValueError as err:
+            raise ConfigError(f"[period] {key}: expected YYYY-MM, found {value!r}") from err
+    if months["end"] < months["start"]:
+        raise ConfigError(f"[period]: expected start <= end, found {config.period.start} > "
+                          f"{config.period.end}")
+    if months["baseline_end"] < months["baseline_start"]:
+        raise ConfigError("[period]: expected baseline_start <= baseline_end, found "
+                          f"{config.period.baseline_start} > {config.period.baseline_end}")
+    s = config.split
+    for key in ("test_blocks", "test_scattered", "validation"):
+        if getattr(s, key) < 0:
+            raise ConfigError(f"[split] {key}: expected >= 0, found {getattr(s, key)}")
+    if s.block_length < 1:
+        raise ConfigError(f"[split] block_length: expected >= 1, found {s.block_length}")
+    if config.compute.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"[compute] device: expected auto, cpu or cuda, found "
+                          f"{config.compute.device!r}")
+    _validate_models(config.models)
+    _validate_ranking(config)
+    if config.compute.chunk_months < 1:
+        raise ConfigError(f"[compute] chunk_months: expected >= 1, found "
+                          f"{config.compute.chunk_months}")
+    for key in ("workers", "threads_per_task"):
+        if getattr(config.compute, key) < 0:
+            raise ConfigError(f"[compute] {key}: expected >= 0, found "
+                              f"{getattr(config.compute, key)}")
+    if config.compute.scheduler and config.compute.workers:
+        raise ConfigError(f"[compute]: expected scheduler or workers, found both "
+                          f"({config.compute.scheduler!r} and {config.compute.workers})")
+
+
+def _validate_twin(twin: Twin) -> None:
+    if not twin.realism:
+        raise ConfigError(f"[twin] realism: expected one of {', '.join(REALISM)} or a list of "
+                          "them, found none")
+    bad = [r for r in twin.realism if r not in REALISM]
+    if bad:
+        raise ConfigError(f"[twin] realism: expected one of {', '.join(REALISM)}, found "
+                          f"{bad[0]!r}")
+    if len(set(twin.realism)) != len(twin.realism):
+        raise ConfigError("[twin] realism: expected each level once, found repeats")
+    seeds = twin.seeds or (twin.seed,)
+    if any(s < 0 for s in seeds):
+        raise ConfigError(f"[twin] seeds: expected non-negative integers, found "
+                          f"{[s for s in seeds if s < 0][0]!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError("[twin] seeds: expected each seed once, found repeats")
+
+
+def _validate_models(models: Models) -> None:
+    """Shapes only; the names are checked against the registry by :mod:`twsbench.running.plan`."""
+    names = models.names
+    if names is not None:
+        if not names:
+            raise ConfigError("[models] names: expected at least one model (or leave names "
+                              "out for the default run's models), found none")
+        if len(set(names)) != len(names):
+            raise ConfigError("[models] names: expected each model once, found repeats")
+    if not models.seeds:
+        raise ConfigError("[models] seeds: expected at least one seed, found none")
+    bad_seeds = [s for s in models.seeds if s < 0]  # integers: checked by _build
+    if bad_seeds:
+        raise ConfigError(f"[models] seeds: expected non-negative integers, found "
+                          f"{bad_seeds[0]!r}")
+    if len(set(models.seeds)) != len(models.seeds):
+        raise ConfigError("[models] seeds: expected each seed once, found repeats")
+    bad = [p for p in models.plugins if not all(part.isidentifier() for part in p.split("."))]
+    if bad:
+        raise ConfigError(f"[models] plugins: expected module names (e.g. "
+                          f"'my_package.my_module'), found {bad[0]!r}")
+
+
+def _validate_ranking(config: Config) -> None:
+    from twsbench.core.splits import TASKS
+
+    ranking = config.ranking
+    if ranking.release_task not in TASKS:
+        raise ConfigError(f"[ranking] release_task: expected one of {', '.join(TASKS)}, found "
+                          f"{ranking.release_task!r}")
+    if ranking.resamples < 20:
+        raise ConfigError(f"[ranking] resamples: expected at least 20 bootstrap resamples, "
+                          f"found {ranking.resamples}")
+    if not ranking.hotspot_trend > 0:
+        raise ConfigError(f"[ranking] hotspot_trend: expected a positive number of mm/yr, "
+                          f"found {ranking.hotspot_trend!r}")
+    for month in config.report.map_months:
+        try:
+            np.datetime64(month, "M")
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"[report] map_months: expected YYYY-MM, found {month!r}") from err
+
+
+def from_plain(plain: dict[str, Any], source: str) -> Config:
+    """A config back from :func:`as_plain` (as saved in a run's ``meta.json``)."""
+    table = {section: {k: v for k, v in values.items() if v is not None}
+             for section, values in plain.items()
+             if section != "source" and isinstance(values, dict)}
+    return parse(table, source)
+
+
+def as_plain(obj: Any) -> Any:
+    """Dataclasses and tuples to JSON-friendly dicts and lists."""
+    if is_dataclass(obj) and not isinstance(obj, type):  # an instance, not a dataclass type
+        return {k: as_plain(v) for k, v in asdict(obj).items()}
+    if isinstance(obj, (list, tuple)):
+        return [as_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: as_plain(v) for k, v in obj.items()}
+    return obj

@@ -1,0 +1,2 @@
+"""The whole benchmark run (prepare, fit, score, report) and its scaling measurement: the
+orchestration above every stage."""

@@ -1,0 +1,739 @@
+"""The report's figures, drawn from a run's saved grid (``grid.nc``), its predictions and its
+tables. Each ``figure_*`` writes PNG files into ``figs`` and returns their names; each is built
+by a private ``_*_figure`` function that returns the :class:`~matplotlib.figure.Figure`, so tests
+can read what a figure says, and written by :func:`save`, whose tight box keeps every legend and
+label inside the image.
+
+Two tasks are drawn apart. **downscale**: months with GRACE, which every model may use (the test
+months with GRACE are ``split_test_scattered``). **gapfill**: months whose GRACE no model sees,
+the held-out blocks (``split_test_block``, GRACE withheld) and the months without GRACE
+(``split_gap``). Models that need the month's GRACE give NaN there; figures leave them out and
+say so.
+
+NaN policy: statistics pair a prediction with its reference where both are finite.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.projections.polar import PolarAxes
+
+#: Resolution of the saved PNGs (dots per inch); modest so the self-contained HTML stays small.
+DPI = 80
+#: Grid step of the land share whose 0.5 contour is drawn as the coastline, degrees.
+COAST_RES = 0.125
+#: Colours of the gain map: significantly worse, no significant difference, better.
+GAIN_COLOURS = ("#d6604d", "#e4e4e4", "#2166ac")
+
+_WITHHELD = "no prediction:\nneeds the month's GRACE\n(withheld)"
+_NO_GRACE = "no prediction:\nneeds the month's GRACE\n(none this month)"
+
+
+# ---- plumbing ----------------------------------------------------------------------------
+
+def _figure(**kwargs) -> Figure:
+    """A Figure outside pyplot (no global state, nothing to close)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+def save(fig: Figure, path: Path) -> str:
+    """Write ``fig`` as a PNG cropped to the box around all its artists; return the file name.
+
+    ``bbox_inches="tight"`` grows the canvas to hold legends and labels placed outside the axes
+    (``bbox_to_anchor``), which a layout engine alone does not.
+    """
+    path = Path(path)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.08)
+    return path.name
+
+
+def _split(grid: xr.Dataset, name: str) -> np.ndarray:
+    """``split_<name>`` as a boolean month mask; all False when the grid lacks it."""
+    key = f"split_{name}"
+    if key not in grid:
+        return np.zeros(grid.sizes["month"], dtype=bool)
+    return grid[key].values.astype(bool)
+
+
+def _downscale_months(grid: xr.Dataset) -> np.ndarray:
+    if "split_test_scattered" in grid:
+        return _split(grid, "test_scattered")
+    return _split(grid, "test") & grid["has_grace"].values.astype(bool)
+
+
+def _gapfill_months(grid: xr.Dataset) -> np.ndarray:
+    return _split(grid, "test_block") | _split(grid, "gap")
+
+
+def _grid_field(grid: xr.Dataset, cells: np.ndarray) -> np.ndarray:
+    out = np.full(grid.sizes["lat"] * grid.sizes["lon"], np.nan)
+    out[grid["cell_index"].values] = cells
+    return out.reshape(grid.sizes["lat"], grid.sizes["lon"])
+
+
+def _res(coord: np.ndarray) -> float:
+    return float(abs(coord[1] - coord[0])) if coord.size > 1 else 0.5
+
+
+def _extent(grid: xr.Dataset) -> tuple[float, float, float, float]:
+    """(west, east, south, north) of the grid's cell edges, degrees."""
+    lon, lat = grid["lon"].values, grid["lat"].values
+    hx, hy = _res(lon) / 2, _res(lat) / 2
+    return (float(lon.min() - hx), float(lon.max() + hx), float(lat.min() - hy),
+            float(lat.max() + hy))
+
+
+def _map_height(extent: tuple[float, float, float, float], width: float) -> float:
+    """Height in inches of a map panel ``width`` inches wide, with room for its title."""
+    aspect = (extent[3] - extent[2]) / max(extent[1] - extent[0], 1e-9)
+    return min(max(width * aspect, 1.5), 2 * width) + 0.6
+
+
+def _panel_grid(n: int, width: float, height: float, max_cols: int = 4, **kwargs
+                ) -> tuple[Figure, np.ndarray]:
+    cols = max(1, min(max_cols, n))
+    rows = -(-max(n, 1) // cols)
+    fig = _figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False, **kwargs)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, axes
+
+
+def _say(ax: Axes, text: str, **kwargs) -> None:
+    """A centred note in a panel that has nothing to draw."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=8,
+            color="0.25", bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"}, zorder=5,
+            **kwargs)
+
+
+# ---- coastlines ---------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=64)
+def _coast_segments(extent: tuple[float, float, float, float]) -> tuple[np.ndarray, ...]:
+    """Coastline polylines ``(n, 2)`` of (lon, lat) over ``extent`` (west, east, south, north)."""
+    import contourpy
+
+    from twsbench.core.landmask import land_fraction
+
+    west, east, south, north = extent
+    # centres of the 1/8° cells covering the extent and one cell around it (edges on 1/8°)
+    lon = np.arange(np.floor(west / COAST_RES) - 1, np.ceil(east / COAST_RES) + 1) * COAST_RES
+    lat = np.arange(max(np.floor(south / COAST_RES) - 1, -90 / COAST_RES),
+                    min(np.ceil(north / COAST_RES) + 1, 90 / COAST_RES)) * COAST_RES
+    lon, lat = lon + COAST_RES / 2, lat + COAST_RES / 2
+    if lon.size < 2 or lat.size < 2:
+        return ()
+    share = land_fraction(lat, lon, COAST_RES)
+    lines = contourpy.contour_generator(lon, lat, share,
+                                        line_type=contourpy.LineType.Separate).lines(0.5)
+    return tuple(np.asarray(line, dtype=float) for line in lines if len(line) > 1)
+
+
+def coastline(ax: Axes, extent: tuple[float, float, float, float] | list[float]
+              ) -> tuple[np.ndarray, ...]:
+    """Draw coastlines on a lon/lat map, offline.
+
+    The line is the 0.5 contour of the land share in 1/8° cells, each the mean of 225 pixels of
+    the 1-km GLOBE mask shipped in ``global-land-mask`` (``twsbench.core.landmask``, cached on
+    disk), so nothing is downloaded. Lines are cached per extent: many panels sample once.
+
+    Parameters
+    ----------
+    ax
+        A map axes in degrees (x longitude, y latitude).
+    extent
+        (west, east, south, north) in degrees.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        The polylines drawn, each ``(n, 2)`` of (lon, lat); empty over open ocean.
+    """
+    from matplotlib.collections import LineCollection
+
+    key = tuple(round(float(v), 6) for v in extent)
+    segments = _coast_segments(key)  # type: ignore[arg-type]
+    if segments:
+        ax.add_collection(LineCollection(list(segments), colors="0.15", linewidths=0.6,
+                                         zorder=3), autolim=False)
+    return segments
+
+
+def _mascon_edges(grid: xr.Dataset) -> np.ndarray:
+    """Segments ``(n, 2, 2)`` along the borders between cells of different mascons."""
+    flat = np.full(grid.sizes["lat"] * grid.sizes["lon"], -1)
+    flat[grid["cell_index"].values] = grid["cell_mascon"].values
+    field = flat.reshape(grid.sizes["lat"], grid.sizes["lon"])
+    lat, lon = grid["lat"].values, grid["lon"].values
+    hy, hx = _res(lat) / 2, _res(lon) / 2
+    segs = []
+    i, j = np.nonzero((field[:, :-1] != field[:, 1:]) & (np.maximum(field[:, :-1],
+                                                                    field[:, 1:]) >= 0))
+    for a, b in zip(i, j, strict=True):
+        x = lon[b] + hx
+        segs.append(((x, lat[a] - hy), (x, lat[a] + hy)))
+    i, j = np.nonzero((field[:-1] != field[1:]) & (np.maximum(field[:-1], field[1:]) >= 0))
+    for a, b in zip(i, j, strict=True):
+        y = lat[a] + hy
+        segs.append(((lon[b] - hx, y), (lon[b] + hx, y)))
+    return np.asarray(segs, dtype=float).reshape(-1, 2, 2)
+
+
+def _map_axes(ax: Axes, extent: tuple[float, float, float, float], title: str) -> None:
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_aspect("equal")
+    coastline(ax, extent)
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+
+
+# ---- predictions ---------------------------------------------------------------------------
+
+def load_predictions(run: Path) -> dict[str, np.ndarray]:
+    """Seed-mean predictions ``(months, cells)`` by model."""
+    stacks: dict[str, list[np.ndarray]] = {}
+    for path in sorted((run / "predictions").glob("*.nc")):
+        model = path.stem.split("__seed")[0]
+        with xr.open_dataset(path) as ds:
+            stacks.setdefault(model, []).append(ds["twsa"].values)
+    return {k: np.mean(v, axis=0) for k, v in stacks.items()}
+
+
+# ---- maps ----------------------------------------------------------------------------------
+
+def _month_task(grid: xr.Dataset, k: int) -> tuple[str, str]:
+    """The task a month belongs to, and why a model that needs GRACE is blank in it."""
+    if _split(grid, "gap")[k] or not grid["has_grace"].values[k]:
+        return "gapfill, no GRACE", _NO_GRACE
+    if _split(grid, "test_block")[k]:
+        return "gapfill, GRACE withheld", _WITHHELD
+    if _downscale_months(grid)[k]:
+        return "downscale", "no prediction\nthis month"
+    other = [s for s in ("train", "validation") if _split(grid, s)[k]]
+    return f"downscale ({other[0]} month)" if other else "downscale", "no prediction\nthis month"
+
+
+def _map_months(grid: xr.Dataset, meta: dict) -> list[int]:
+    """``[report] map_months`` when set, else the middle month of the downscale test months,
+    of the held-out blocks and of the gap."""
+    months = grid["month"].values.astype("datetime64[M]")
+    chosen = (meta.get("config") or {}).get("report", {}).get("map_months")
+    if chosen:
+        return [int(np.searchsorted(months, np.datetime64(m, "M"))) for m in chosen
+                if np.datetime64(m, "M") in months]
+    out = []
+    for mask in (_downscale_months(grid), _split(grid, "test_block"), _split(grid, "gap")):
+        idx = np.flatnonzero(mask)
+        if idx.size:
+            out.append(int(idx[idx.size // 2]))
+    return out
+
+
+def _map_figures(grid: xr.Dataset, preds: dict, meta: dict) -> list[tuple[str, Figure]]:
+    """``(file name, figure)`` for each map month: the fields, and their errors on the twin."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    months = grid["month"].values.astype("datetime64[M]")
+    cm = grid["cell_mascon"].values
+    extent = _extent(grid)
+    truth = grid["truth"].values if "truth" in grid else None
+    out = []
+    for k in _map_months(grid, meta):
+        task, reason = _month_task(grid, k)
+        panels: list[tuple[str, np.ndarray]] = []
+        if truth is not None:
+            panels.append(("truth", truth[k]))
+        if grid["has_grace"].values[k]:
+            withheld = ", withheld from models" if _split(grid, "test_block")[k] else ""
+            panels.append((f"GRACE (mascons{withheld})", grid["grace"].values[k][cm]))
+        panels += [(m, np.asarray(v[k], dtype=float)) for m, v in preds.items()]
+        errors = ([(f"{m} − truth", np.asarray(v[k], dtype=float) - truth[k])
+                   for m, v in preds.items()] if truth is not None else [])
+        for suffix, group, cmap in (("", panels, "RdBu"), ("_error", errors, "PuOr")):
+            if not group:
+                continue
+            finite = np.concatenate([v[np.isfinite(v)] for _, v in group])
+            lim = float(np.percentile(np.abs(finite), 98)) if finite.size else 1.0
+            lim = lim if lim > 0 else 1.0
+            fig, axes = _panel_grid(len(group), 3.6, _map_height(extent, 3.6))
+            for ax, (title, values) in zip(axes.flat, group, strict=False):
+                if np.isfinite(values).any():
+                    ax.imshow(_grid_field(grid, values), origin="lower", extent=extent,
+                              cmap=cmap, vmin=-lim, vmax=lim, interpolation="nearest")
+                else:
+                    _say(ax, reason)
+                _map_axes(ax, extent, title)
+            fig.colorbar(ScalarMappable(Normalize(-lim, lim), cmap), ax=axes, shrink=0.8,
+                         label="mm")
+            what = "TWSA error against the truth" if suffix else "TWSA"
+            fig.suptitle(f"{what}, {months[k]} · {task}")
+            out.append((f"map_{months[k]}{suffix}.png", fig))
+    return out
+
+
+def figure_maps(run: Path, grid: xr.Dataset, preds: dict, meta: dict, figs: Path) -> list[str]:
+    """Maps of one downscale test month and one month of each gapfill kind.
+
+    Parameters
+    ----------
+    run
+        The run folder (unused; kept for the caller's signature).
+    grid
+        The run's ``grid.nc``.
+    preds
+        ``{model: (months, cells)}`` in mm, NaN where a model does not predict; a model with
+        no prediction in the month gets a panel that says why.
+    meta
+        The run's ``meta.json``; ``meta["config"]["report"]["map_months"]`` ("YYYY-MM"), when
+        set, replaces the middle months of ``test_scattered``, ``test_block`` and ``gap``.
+    figs
+        Folder to write into.
+
+    Returns
+    -------
+    list of str
+        ``map_<YYYY-MM>.png`` per month and, with a truth, ``map_<YYYY-MM>_error.png``.
+    """
+    return [save(fig, figs / name) for name, fig in _map_figures(grid, preds, meta)]
+
+
+# ---- hotspot series ------------------------------------------------------------------------
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) index of each run of True."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1, strict=True))
+
+
+def _series_figure(grid: xr.Dataset, preds: dict) -> Figure:
+    months = grid["month"].values.astype("datetime64[M]")
+    years = 1970 + (months.astype(int) + 0.5) / 12
+    ref = grid["truth"].values if "truth" in grid else grid["grace"].values[
+        :, grid["cell_mascon"].values]
+    rows = np.isfinite(ref).all(axis=1)  # months with a reference everywhere
+    yc = years - years[rows].mean()
+    r = ref[rows] - ref[rows].mean(0)
+    slope = (yc[rows] @ r) / (yc[rows] @ yc[rows])
+    detrended = ref - np.outer(yc, slope)
+    amp = np.nanstd(detrended, axis=0)
+    decline = int(np.nanargmin(slope))
+    amp[decline] = -np.inf
+    picks = {"strongest decline": decline, "largest variability": int(np.nanargmax(amp))}
+    fig = _figure(figsize=(11, 3.0 * len(picks)), layout="constrained")
+    axes = fig.subplots(len(picks), 1, squeeze=False, sharex=True)
+    lat = np.repeat(grid.lat.values, grid.sizes["lon"])[grid["cell_index"].values]
+    lon = np.tile(grid.lon.values, grid.sizes["lat"])[grid["cell_index"].values]
+    shades = (("test_block", "#f4a582", "gapfill: GRACE withheld (held-out blocks)"),
+              ("gap", "#bababa", "gapfill: no GRACE (gap)"))
+    for ax, (label, cell) in zip(axes[:, 0], picks.items(), strict=True):
+        for split, colour, name in shades:
+            for n, (a, b) in enumerate(_runs(_split(grid, split))):
+                ax.axvspan(years[a] - 1 / 24, years[b] + 1 / 24, color=colour, alpha=0.3, lw=0,
+                           label=name if n == 0 else None)
+        if "truth" in grid:
+            ax.plot(years, grid["truth"].values[:, cell], color="k", lw=2, label="truth")
+        g = np.where(grid["has_grace"].values.astype(bool),
+                     grid["grace"].values[:, grid["cell_mascon"].values[cell]], np.nan)
+        ax.plot(years, g, "o", ms=2.5, color="grey", label="GRACE (mascon)")
+        for model, values in preds.items():
+            ax.plot(years, values[:, cell], lw=0.9, label=model)
+        ax.set_title(f"{label}: cell {lat[cell]:.2f}°N {lon[cell]:.2f}°E", fontsize=10)
+        ax.set_ylabel("TWSA (mm)")
+    axes[-1, 0].set_xlabel("year")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=7)
+    return fig
+
+
+def figure_series(grid: xr.Dataset, preds: dict, figs: Path) -> list[str]:
+    """Series of two hotspot cells (strongest decline, largest variability) with the truth,
+    GRACE and every model; the gapfill months are shaded (held-out blocks and gap apart).
+    Returns ``["series_hotspots.png"]``."""
+    return [save(_series_figure(grid, preds), figs / "series_hotspots.png")]
+
+
+# ---- Taylor diagram ------------------------------------------------------------------------
+
+def _taylor_panels(grid: xr.Dataset, withheld: bool | np.ndarray | None
+                   ) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+    """(title, month mask, reference ``(months, cells)`` or None) for downscale and gapfill."""
+    grace = grid["grace"].values[:, grid["cell_mascon"].values]
+    has = grid["has_grace"].values.astype(bool)
+    down, gap = _downscale_months(grid), _gapfill_months(grid)
+    if "truth" in grid:
+        truth = grid["truth"].values
+        return [("downscale: test months against the truth", down, truth),
+                ("gapfill: held-out blocks and gap against the truth", gap, truth)]
+    panels: list[tuple[str, np.ndarray, np.ndarray | None]] = [
+        ("downscale: consistency with GRACE\n(an input, not a skill score)", down, grace)]
+    if withheld is None or withheld is False:
+        panels.append(("gapfill: no reference\n(no truth; GRACE not withheld)", gap, None))
+    else:
+        mask = _split(grid, "test_block") if withheld is True else np.asarray(withheld, bool)
+        panels.append(("gapfill: held-out blocks against\nthe withheld GRACE", mask & has,
+                       grace))
+    return panels
+
+
+def _taylor_figure(grid: xr.Dataset, preds: dict, withheld: bool | np.ndarray | None = None
+                   ) -> Figure:
+    from matplotlib.lines import Line2D
+
+    panels = _taylor_panels(grid, withheld)
+    fig = _figure(figsize=(9.5, 4.6), layout="constrained")
+    axes = [cast("PolarAxes", fig.add_subplot(1, len(panels), i + 1, projection="polar"))
+            for i in range(len(panels))]
+    colours = {m: f"C{i % 10}" for i, m in enumerate(preds)}
+    markers = {m: "osD^v<>ph8"[(i // 10) % 10] for i, m in enumerate(preds)}
+    corr = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99, 1.0])
+    for ax, (title, months, ref) in zip(axes, panels, strict=True):
+        ax.set_thetamin(0)
+        ax.set_thetamax(90)
+        ax.set_thetagrids(np.degrees(np.arccos(corr)), labels=[f"{c:g}" for c in corr],
+                          fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.set_title(title, fontsize=9, pad=14)
+        ax.text(0.5, -0.1, "normalised standard deviation", transform=ax.transAxes,
+                ha="center", va="top", fontsize=8)
+        ax.text(np.radians(50), 1.18, "correlation", transform=ax.get_xaxis_transform(),
+                rotation=-40, ha="center", va="center", fontsize=8)
+        if ref is None or not months.any():
+            ax.set_rmax(1.5)
+            _say(ax, "no reference months" if ref is not None else "no reference")
+            continue
+        r_ref = ref[months]
+        left_out, smax = [], 1.0
+        for model, values in preds.items():
+            p = np.asarray(values)[months]
+            ok = np.isfinite(p) & np.isfinite(r_ref)
+            if ok.sum() < 3 or r_ref[ok].std() == 0:
+                left_out.append(model)
+                continue
+            r = np.corrcoef(p[ok], r_ref[ok])[0, 1]
+            s = p[ok].std() / r_ref[ok].std()
+            smax = max(smax, s)
+            ax.plot(np.arccos(np.clip(r, 0, 1)), s, markers[model], color=colours[model],
+                    ms=6)
+        ax.plot(0, 1, "k*", ms=12, clip_on=False)
+        ax.set_rmax(1.1 * max(smax, 1.2))
+        if left_out:
+            names = [", ".join(left_out[i:i + 3]) for i in range(0, len(left_out), 3)]
+            ax.text(0.5, -0.18, "no prediction: " + ",\n".join(names), ha="center", va="top",
+                    transform=ax.transAxes, fontsize=7)
+    handles = [Line2D([], [], ls="", marker=markers[m], color=colours[m], label=m)
+               for m in preds]
+    handles.append(Line2D([], [], ls="", marker="*", color="k", ms=10, label="reference"))
+    fig.legend(handles=handles, loc="outside right upper", fontsize=7)
+    fig.suptitle("Taylor diagrams, pooled over months and cells", fontsize=10)
+    return fig
+
+
+def figure_taylor(grid: xr.Dataset, preds: dict, figs: Path,
+                  withheld: bool | np.ndarray | None = None) -> list[str]:
+    """Taylor diagrams of the two tasks, side by side, written to ``taylor.png``.
+
+    Parameters
+    ----------
+    grid
+        The run's ``grid.nc``.
+    preds
+        ``{model: (months, cells)}`` in mm, NaN where a model does not predict.
+    figs
+        Folder to write into.
+    withheld
+        Only used without a truth: the months whose GRACE was withheld from every model
+        (a boolean month mask, or True for ``split_test_block``). The gapfill panel then
+        compares with that GRACE; without it the gapfill panel has no reference.
+
+    Returns
+    -------
+    list of str
+        ``["taylor.png"]``.
+    """
+    return [save(_taylor_figure(grid, preds, withheld), figs / "taylor.png")]
+
+
+# ---- leaderboard and speed -----------------------------------------------------------------
+
+def _leaderboard_figure(board: pd.DataFrame, rank: str, task: str) -> Figure:
+    rows = board[np.isfinite(board[rank].astype(float))]
+    fig = _figure(figsize=(6.5, 0.35 * max(len(rows), 2) + 1.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_title(f"{task}: {rank}", fontsize=10)
+    ax.set_xlabel(rank)
+    if rows.empty:
+        _say(ax, "no model has a score in this task")
+        return fig
+    y = np.arange(len(rows))[::-1]
+    values = rows[rank].astype(float).values
+    ax.barh(y, values, color="#4393c3")
+    spread_col = f"{rank}_spread"
+    spread = (rows[spread_col].astype(float).values if spread_col in rows
+              else np.full(len(rows), np.nan))
+    ok = np.isfinite(spread)
+    if ok.any():
+        ax.errorbar(values[ok], y[ok], xerr=spread[ok], fmt="none", ecolor="k", capsize=3)
+    ends = values + np.where(values >= 0, 1, -1) * np.nan_to_num(spread)
+    for end, value, yi in zip(ends, values, y, strict=True):
+        ax.annotate(f"{value:.3g}", (end, yi), xytext=(4 if value >= 0 else -4, 0),
+                    textcoords="offset points", ha="left" if value >= 0 else "right",
+                    va="center", fontsize=7)
+    ax.set_yticks(y, [str(m) for m in rows.index], fontsize=8)
+    ax.axvline(0, color="0.3", lw=0.8)
+    ax.margins(x=0.15)
+    return fig
+
+
+def figure_leaderboard(board: pd.DataFrame, rank: str, figs: Path,
+                       task: str = "downscale") -> list[str]:
+    """Bars of ``board[rank]`` in the board's order, written to ``leaderboard_<task>.png``.
+
+    Parameters
+    ----------
+    board
+        One row per model (index), the column ``rank`` and optionally ``<rank>_spread``
+        (drawn as error bars; absent or NaN with one seed). Models whose score is NaN take
+        no part in the task and are left out.
+    rank
+        The column to draw.
+    figs
+        Folder to write into.
+    task
+        ``"downscale"`` or ``"gapfill"``; names the file and the title.
+
+    Returns
+    -------
+    list of str
+        ``[f"leaderboard_{task}.png"]``.
+    """
+    return [save(_leaderboard_figure(board, rank, task), figs / f"leaderboard_{task}.png")]
+
+
+def _speed_figure(board: pd.DataFrame, rank: str, task: str) -> Figure:
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    fig = _figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_title(f"{task}: speed against skill", fontsize=10)
+    ax.set_xlabel("fit + predict seconds (mean over seeds)")
+    ax.set_ylabel(rank)
+    seconds = board["seconds"].astype(float)
+    skill = board[rank].astype(float)
+    rows = board[np.isfinite(seconds) & (seconds > 0) & np.isfinite(skill)]
+    if rows.empty:
+        _say(ax, "no model has a score in this task")
+        return fig
+    x, y = rows["seconds"].astype(float).values, rows[rank].astype(float).values
+    spread_col = f"{rank}_spread"
+    yerr = rows[spread_col].astype(float).values if spread_col in rows else None
+    if yerr is not None and np.isfinite(yerr).any():
+        ax.errorbar(x, y, yerr=np.nan_to_num(yerr), fmt="none", ecolor="0.5", capsize=2)
+    ax.scatter(x, y, color="#2166ac", zorder=3)
+    for model, xi, yi in zip(rows.index, x, y, strict=True):
+        ax.annotate(str(model), (xi, yi), xytext=(4, 3), textcoords="offset points",
+                    fontsize=7)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    if np.log10(x.max() / x.min()) < 1:  # under a decade: label 2, 3 and 5 times a power
+        ax.xaxis.set_minor_formatter(FuncFormatter(
+            lambda v, _: f"{v:g}" if round(v / 10 ** np.floor(np.log10(v))) in (2, 3, 5)
+            else ""))
+    else:
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.margins(x=0.2, y=0.12)
+    return fig
+
+
+def figure_speed(board: pd.DataFrame, rank: str, figs: Path,
+                 task: str = "downscale") -> list[str]:
+    """Skill ``board[rank]`` against ``board["seconds"]`` (log axis), written to
+    ``speed_skill_<task>.png``.
+
+    ``board`` as for :func:`figure_leaderboard`, with a ``seconds`` column; models whose score
+    or time is NaN are left out, ``<rank>_spread`` (when present) gives vertical error bars.
+    Returns ``[f"speed_skill_{task}.png"]``.
+    """
+    return [save(_speed_figure(board, rank, task), figs / f"speed_skill_{task}.png")]
+
+
+# ---- where a model beats the reference -----------------------------------------------------
+
+def _gain_figure(grid: xr.Dataset, gains: dict[str, np.ndarray], reference: str) -> Figure:
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
+
+    n_mascons = grid.sizes["mascon"] if "mascon" in grid.sizes else int(
+        grid["cell_mascon"].values.max()) + 1
+    cm = grid["cell_mascon"].values
+    cmap = ListedColormap(list(GAIN_COLOURS))
+    norm = BoundaryNorm([-1.5, -0.5, 0.5, 1.5], cmap.N)
+    extent = _extent(grid)
+    edges = _mascon_edges(grid)
+    fig, axes = _panel_grid(len(gains), 3.4, _map_height(extent, 3.4))
+    for ax, (model, gain) in zip(axes.flat, gains.items(), strict=False):
+        gain = np.asarray(gain)
+        if gain.shape != (n_mascons,):
+            raise ValueError(f"gains[{model!r}]: expected {n_mascons} values (one per mascon "
+                             f"of the grid), found shape {gain.shape}")
+        if not np.isin(gain, (-1, 0, 1)).all():
+            raise ValueError(f"gains[{model!r}]: expected values -1, 0 or +1, found "
+                             f"{sorted(set(np.unique(gain).tolist()) - {-1, 0, 1})}")
+        ax.imshow(_grid_field(grid, gain[cm].astype(float)), origin="lower", extent=extent,
+                  cmap=cmap, norm=norm, interpolation="nearest")
+        if len(edges):
+            ax.add_collection(LineCollection(list(edges), colors="white", linewidths=0.5,
+                                             zorder=2), autolim=False)
+        better, worse = float(np.mean(gain == 1)), float(np.mean(gain == -1))
+        _map_axes(ax, extent, f"{model}: {better:.0%} better, {worse:.0%} worse")
+    labels = (f"worse than {reference}", "no significant difference",
+              f"better than {reference}")
+    fig.legend(handles=[Patch(fc=c, ec="0.5", label=lab)
+                        for c, lab in zip(GAIN_COLOURS[::-1], labels[::-1], strict=True)],
+               loc="outside lower center", ncol=3, fontsize=8)
+    fig.suptitle(f"Per mascon: significantly better or worse than {reference}", fontsize=10)
+    return fig
+
+
+def figure_gain_map(grid: xr.Dataset, gains: dict[str, np.ndarray], figs: Path,
+                    reference: str = "mascon") -> list[str]:
+    """Maps of where each model beats ``reference``, written to ``gain_<reference>.png``.
+
+    Parameters
+    ----------
+    grid
+        The run's ``grid.nc``.
+    gains
+        ``{model: (mascons,) int}``, indexed like ``grid.cell_mascon``: +1 significantly
+        better than ``reference`` at that mascon, 0 no significant difference, -1
+        significantly worse.
+    figs
+        Folder to write into.
+    reference
+        The model compared with, named in the file and the legend.
+
+    Returns
+    -------
+    list of str
+        ``[f"gain_{reference}.png"]``.
+
+    Raises
+    ------
+    ValueError
+        When a gain array has the wrong length or values other than -1, 0, +1.
+    """
+    return [save(_gain_figure(grid, gains, reference), figs / f"gain_{reference}.png")]
+
+
+def _reliability_figure(table: pd.DataFrame, levels: tuple[int, ...]) -> Figure:
+    tasks = [t for t in ("downscale", "gapfill") if t in set(table["split"])]
+    fig = _figure(figsize=(4.2 * max(len(tasks), 1) + 1.6, 4.0), layout="constrained")
+    axes = fig.subplots(1, max(len(tasks), 1), squeeze=False)[0]
+    nominal = np.array(levels, dtype=float)
+    models = list(dict.fromkeys(table["model"]))
+    colours = {m: f"C{k % 10}" for k, m in enumerate(models)}  # one colour per model
+    handles: dict[str, Line2D] = {}
+    for ax, task in zip(axes, tasks or ["downscale"], strict=False):
+        ax.plot([0, 100], [0, 100], color="0.5", lw=0.8, ls="--")
+        ax.set_xlim(0, 100)
+        ax.set_ylim(0, 100)
+        ax.set_aspect("equal")
+        ax.set_xlabel("nominal central interval (%)")
+        ax.set_ylabel("observed coverage (%)")
+        ax.set_title(f"{task}: reliability of the 1-σ", fontsize=10)
+        sel = table[table["split"] == task]
+        if sel.empty:
+            _say(ax, "no model takes part")
+            continue
+        for model, rows in sel.groupby("model", sort=False):
+            cov = rows.set_index("metric")["value"]
+            y = np.array([cov.get(f"coverage_{lv}", np.nan) for lv in levels]) * 100
+            (line,) = ax.plot(nominal, y, marker="o", ms=3, lw=1.2, label=str(model),
+                              color=colours[str(model)])
+            handles.setdefault(str(model), line)
+    if handles:
+        order = [m for m in models if m in handles]
+        fig.legend([handles[m] for m in order], order, loc="outside right upper", fontsize=7)
+    return fig
+
+
+def figure_reliability(table: pd.DataFrame, figs: Path,
+                       levels: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98)
+                       ) -> list[str]:
+    """Observed coverage of the central intervals of each model's N(μ, σ²) against their
+    nominal level, one panel per task, written to ``reliability.png``.
+
+    Parameters
+    ----------
+    table
+        Rows of ``uncertainty.csv`` (model, split, metric ``coverage_<level>``, value) of one
+        world and region.
+    figs
+        Folder to write into.
+
+    Returns
+    -------
+    list of str
+        ``["reliability.png"]``.
+    """
+    return [save(_reliability_figure(table, levels), figs / "reliability.png")]
+
+
+def _timeline_figure(timing: pd.DataFrame) -> Figure:
+    from matplotlib.patches import Patch
+
+    workers = list(dict.fromkeys(timing["worker"].astype(str)))
+    models = list(dict.fromkeys(timing["model"].astype(str)))
+    colours = {m: f"C{k % 10}" for k, m in enumerate(models)}
+    fig = _figure(figsize=(9.5, 0.45 * len(workers) + 1.6), layout="constrained")
+    ax = fig.add_subplot()
+    for row in timing.itertuples():
+        y = workers.index(str(row.worker))
+        ax.barh(y, row.task_end_s - row.task_start_s, left=row.task_start_s, height=0.7,
+                color=colours[str(row.model)], edgecolor="white", linewidth=0.5)
+    ax.set_yticks(range(len(workers)), workers, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds from the run's start")
+    where = "one process" if workers == ["in-process"] else f"{len(workers)} workers"
+    ax.set_title(f"fit + predict + score tasks on {where}", fontsize=10)
+    fig.legend(handles=[Patch(color=colours[m], label=m) for m in models],
+               loc="outside right upper", fontsize=7)
+    return fig
+
+
+def figure_timeline(timing: pd.DataFrame, figs: Path) -> list[str]:
+    """One bar per (world, model, seed) task from its start to its end, a row per worker,
+    coloured by model, written to ``timeline.png``.
+
+    Parameters
+    ----------
+    timing
+        ``timing.csv``: ``worker``, ``model``, ``task_start_s`` and ``task_end_s`` (seconds
+        from the run's start). A table without them (an older run) draws nothing.
+    figs
+        Folder to write into.
+
+    Returns
+    -------
+    list of str
+        ``["timeline.png"]``, or ``[]`` without task times.
+    """
+    if not {"worker", "task_start_s", "task_end_s"} <= set(timing.columns):
+        return []
+    return [save(_timeline_figure(timing), figs / "timeline.png")]

@@ -1,0 +1,362 @@
+"""``twsbench run``: prepare → fit and predict every model (timed) → scores → report.
+
+Each (world, model, seed) fit is a task (:func:`twsbench.running.tasks.fit_one`), run in-process or
+on a
+``dask.distributed`` cluster (:mod:`twsbench.running.cluster`); the results are taken in the plan's
+order, so the tables do not depend on where the tasks ran.
+
+A run writes into a hidden working folder and renames it to ``reports/<run_id>/`` only when
+everything is written, so a killed run leaves no partial report. ``run_id`` hashes the config
+and the code; a finished run is never overwritten (``force`` writes a new, suffixed folder).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from twsbench import __version__
+from twsbench.core import backend, cache
+from twsbench.core.config import Config, TwinWorld, as_plain
+from twsbench.prepare.files import resolve_inputs
+from twsbench.prepare.grids import Grids
+from twsbench.prepare.store import prepare
+from twsbench.running.cluster import InProcess, OnCluster, executor
+from twsbench.running.plan import ModelRun, code_files, code_hash, plan
+from twsbench.running.tasks import FitResult, World
+from twsbench.scoring import uncertainty
+from twsbench.scoring.comparisons import compare
+from twsbench.scoring.reference import truth_on_cells
+from twsbench.scoring.table import COLUMNS, MONTHLY_COLUMNS
+
+log = logging.getLogger(__name__)
+Stage = Callable[[str], None]
+Progress = Callable[[str, int, int], None]
+
+DONE = "index.html"
+
+
+def run_id(config: Config, runs: list[ModelRun] | None = None) -> str:
+    """Hash of the config, what it runs (models, seeds, parameters, devices) and the code
+    (every module of twsbench and the plug-in modules used). The models' names and parameter
+    tables enter only as ``runs`` resolves them, and the domain as it resolves, so a config
+    spelling out the defaults is the same run as one leaving them out."""
+    import hashlib
+
+    runs = plan(config) if runs is None else runs
+    plain = as_plain(config)
+    plain.pop("source", None)
+    for key in ("scheduler", "workers", "threads_per_task"):  # where it runs, not what
+        plain["compute"].pop(key, None)
+    for key in ("names", "params"):  # what they resolve to is in runs
+        plain["models"].pop(key, None)
+    plain["domain"] = as_plain(config.domain.resolve())
+    text = json.dumps({"config": plain, "version": __version__,
+                       "runs": [r.as_dict() for r in runs],
+                       "code": code_hash(code_files(config, runs))}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def save_grid(grids: Grids, truth: np.ndarray | None, path: Path,
+              reference: np.ndarray | None = None) -> None:
+    """What the report needs of the grids and the references, in one small file: ``grace``
+    is every month's GRACE (the withheld months' included, from ``reference``),
+    ``has_grace`` whether a solution exists, ``grace_visible`` whether models saw it."""
+    reference = grids.grace if reference is None else reference
+    ds = xr.Dataset(
+        {"cell_index": ("cell", grids.cell_index), "cell_mascon": ("cell", grids.cell_mascon),
+         "cell_area": ("cell", grids.cell_area),
+         "has_grace": ("month", np.isfinite(reference).all(axis=1).astype("i1")),
+         "grace_visible": ("month", grids.has_grace.astype("i1")),
+         "grace": (("month", "mascon"), reference.astype(np.float32)),
+         **{f"split_{k}": ("month", v.astype("i1")) for k, v in grids.splits.items()}},
+        coords={"lat": grids.lat, "lon": grids.lon,
+                "month": grids.months.astype("datetime64[ns]")})
+    if truth is not None:
+        ds["truth"] = (("month", "cell"), truth.astype(np.float32))
+    ds.to_netcdf(path, engine="netcdf4")
+
+
+def save_prediction(cells: np.ndarray, grids: Grids, path: Path, attrs: dict,
+                    var: str = "twsa") -> None:
+    path.parent.mkdir(exist_ok=True)
+    da = xr.DataArray(cells.astype(np.float32), dims=("month", "cell"), name=var,
+                      coords={"month": grids.months.astype("datetime64[ns]")},
+                      attrs={"units": "mm", **attrs})
+    da.to_netcdf(path, engine="netcdf4",
+                 encoding={var: {"zlib": True, "complevel": 1}})
+
+
+def versions() -> dict[str, str]:
+    out = {"twsbench": __version__, "python": platform.python_version()}
+    for name in ("numpy", "scipy", "xarray", "dask", "netCDF4", "sklearn", "lightgbm",
+                 "torch"):
+        try:
+            module = __import__(name)
+            out[name] = getattr(module, "__version__", "?")
+        except ImportError:
+            continue
+    return out
+
+
+@dataclass
+class WorldResult:
+    """What one world's fits give: score rows, monthly rows, the fits' timings, and (with a
+    truth) the uncertainty rows and each model's calibration of its σ."""
+
+    rows: list = field(default_factory=list)
+    monthly: list = field(default_factory=list)
+    timing: list[dict[str, Any]] = field(default_factory=list)
+    uncertainty: list = field(default_factory=list)
+    calibrations: dict[str, dict] = field(default_factory=dict)
+
+
+def _assemble(runs: list[ModelRun], world: World, results: Iterator[FitResult], rid: str,
+              work: Path | None, stage: Stage, progress: Progress | None) -> WorldResult:
+    """Take one world's fit results in the plan's order: their rows and timings; with a
+    truth, each model's seed ensemble and its calibrated σ (:mod:`twsbench.scoring.uncertainty`,
+    fitted on the validation months, scored on the tasks' months). Predictions, histories
+    and σ are saved into ``work`` (the primary world) unless it is ``None``."""
+    out = WorldResult()
+    grids, truth = world.grids, world.truth
+    last = {spec.name: k for k, spec in enumerate(runs)}  # a model's seeds are consecutive
+    first = {spec.name: k for k, spec in reversed(list(enumerate(runs)))}
+    ensembles: dict[str, uncertainty.Accumulator] = {}
+    for k, (spec, result) in enumerate(zip(runs, results, strict=True)):
+        name, seed, tag = spec.name, spec.seed, spec.tag
+        if work is not None:
+            save_prediction(result.cells, grids, work / "predictions" / f"{tag}.nc",
+                            {"model": name, "seed": seed})
+            if result.history:
+                (work / "history" / f"{tag}.json").write_text(
+                    json.dumps(result.history, indent=1))
+        out.rows += result.rows
+        out.monthly += result.monthly
+        out.timing.append(result.timing)
+        if truth is not None:
+            ensembles.setdefault(name, uncertainty.Accumulator()).add(result.cells,
+                                                                      result.hidden)
+            if last[name] == k:
+                stage(f"{name}: calibrating σ")
+                cal, sigma, u_rows = uncertainty.evaluate(grids, ensembles.pop(name), truth,
+                                                          world.hot)
+                out.calibrations[name] = cal.as_dict()
+                members = last[name] + 1 - first[name]
+                if work is not None:
+                    save_prediction(sigma, grids, work / "uncertainty" / f"{name}.nc",
+                                    {"model": name, "members": members,
+                                     "long_name": "1-sigma of the seed-ensemble mean"},
+                                    var="sigma")
+                out.uncertainty += [(rid, name, members, *u) for u in u_rows]
+        if progress:
+            progress("models", k + 1, len(runs))
+    return out
+
+
+def _results(ex: InProcess | OnCluster, load_world: Callable[[int], World], n_worlds: int,
+             runs: list[ModelRun], config: Config, rid: str, epoch: float, stage: Stage
+             ) -> Iterator[tuple[int, World, Iterator[FitResult]]]:
+    """Each world with its fits' results in the plan's order. In-process, a world is
+    prepared, fitted and let go before the next (one world in memory); on a cluster every
+    world is prepared and every fit sent first, so fits of all worlds run at once."""
+    if isinstance(ex, InProcess):
+        for k in range(n_worlds):
+            world = load_world(k)
+            yield k, world, ex.results(world, runs, config, rid, epoch, stage,
+                                       primary=k == 0)
+        return
+    worlds = [load_world(k) for k in range(n_worlds)]
+    sent = [ex.results(w, runs, config, rid, epoch, stage, primary=k == 0)
+            for k, w in enumerate(worlds)]
+    for k, world in enumerate(worlds):
+        yield k, world, sent[k]
+
+
+def withheld(grids: Grids) -> tuple[Grids, np.ndarray]:
+    """What downscalers see in a run: the held-out blocks' GRACE withheld (the ``gapfill``
+    task), and the GRACE scoring compares with (see
+    :meth:`twsbench.prepare.grids.Grids.withhold`)."""
+    return grids.withhold(grids.splits["gapfill_withheld"])
+
+
+def _remove_stale(out_root: Path) -> None:
+    """Remove working folders left by killed runs (of any config or code version); those of
+    runs still going are left alone."""
+    for path in out_root.glob(".*.partial-*"):
+        cache.remove_if_dead(path, path.name.rsplit("-", 1)[-1])
+
+
+@dataclass
+class RunFolder:
+    """Where a run goes: ``final`` (``reports/<run_id>/``), written only through the hidden
+    ``work`` folder, which :meth:`finish` renames into place."""
+
+    rid: str
+    final: Path
+    work: Path
+    runs: list[ModelRun]
+    done: bool
+
+    @classmethod
+    def open(cls, config: Config, out_root: str | Path, force: bool = False) -> RunFolder:
+        """Plan the run (every name, parameter, plug-in and input checked before anything is
+        written) and find its folder: ``done`` when a finished run of the same id exists
+        and ``force`` is not set; with ``force`` a new, time-suffixed id."""
+        out_root = Path(out_root)
+        runs = plan(config)
+        rid = run_id(config, runs)
+        final = out_root / rid
+        done = (final / DONE).exists() and not force
+        if final.exists() and not done:
+            rid = f"{rid}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+            final = out_root / rid
+        return cls(rid, final, out_root / f".{rid}.partial-{os.getpid()}", runs, done)
+
+    def start(self) -> None:
+        """Clear working folders of killed runs and make this one's."""
+        _remove_stale(self.final.parent)
+        if self.work.exists():
+            shutil.rmtree(self.work)
+        (self.work / "predictions").mkdir(parents=True)
+        (self.work / "history").mkdir()
+
+    def finish(self) -> None:
+        os.replace(self.work, self.final)
+
+    def discard(self) -> None:
+        if self.work.exists():
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+@dataclass
+class Tables:
+    """What a run's worlds give, gathered for the run folder's tables."""
+
+    labels: list[str]
+    rows: list = field(default_factory=list)
+    monthly: list = field(default_factory=list)
+    timing: list[dict[str, Any]] = field(default_factory=list)
+    uncertainty: list = field(default_factory=list)
+    world_rows: list = field(default_factory=list)
+    calibrations: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def several(self) -> bool:
+        return len(self.labels) > 1
+
+    def add(self, k: int, got: WorldResult) -> None:
+        """World ``k``'s results: the first world's make the scores; with several worlds
+        every row and fit is tagged with its world."""
+        label = self.labels[k]
+        if k == 0:
+            self.rows, self.monthly, self.calibrations = got.rows, got.monthly, got.calibrations
+        if self.several:
+            self.world_rows += [(label, *r) for r in got.rows]
+        self.timing += [{"world": label, **t} if self.several else t for t in got.timing]
+        self.uncertainty += [(label, *r) if self.several else r for r in got.uncertainty]
+
+    def write(self, work: Path) -> None:
+        """``scores.csv``/``.parquet``, ``monthly.csv``, ``timing.csv``, with a truth
+        ``uncertainty.csv`` and ``uncertainty.json``, with several worlds ``worlds.csv``."""
+        scores = _long_table(self.rows, list(COLUMNS))
+        scores.to_csv(work / "scores.csv", index=False)
+        scores.to_parquet(work / "scores.parquet", index=False)
+        pd.DataFrame(self.monthly, columns=list(MONTHLY_COLUMNS)).to_csv(
+            work / "monthly.csv", index=False)
+        pd.DataFrame(self.timing).to_csv(work / "timing.csv", index=False)
+        if self.uncertainty:  # with a truth: the calibrated σ's scores and (first world) terms
+            columns = [*(["world"] if self.several else []), *uncertainty.UNCERTAINTY_COLUMNS]
+            pd.DataFrame(self.uncertainty, columns=columns).to_csv(work / "uncertainty.csv",
+                                                                   index=False)
+            (work / "uncertainty.json").write_text(json.dumps(self.calibrations, indent=1))
+        if self.world_rows:
+            _long_table(self.world_rows, ["world", *COLUMNS]).to_csv(work / "worlds.csv",
+                                                                     index=False)
+
+
+def _long_table(rows: list, columns: list[str]) -> pd.DataFrame:
+    table = pd.DataFrame(rows, columns=columns)
+    # True / False, or empty where the best value is an ideal in between (bias, ratios)
+    table["higher_is_better"] = table["higher_is_better"].astype("boolean")
+    return table
+
+
+def execute(config: Config, folder: RunFolder, *, benchmark_json: list[Path] | None = None,
+            stage: Stage | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Fit, predict and score every (world, model, seed) of the run and write the run's
+    tables, ``grid.nc``, predictions, histories, the comparisons between models and
+    ``meta.json`` into ``folder.work``. Returns the meta."""
+    stage = stage or (lambda label: log.info("run: %s", label))
+    work, runs, rid = folder.work, folder.runs, folder.rid
+    started = time.time()
+    stages: dict[str, float] = {}
+    worlds: list[TwinWorld | None] = list(config.worlds) if config.worlds else [None]
+    tables = Tables([w.label if w is not None else "files" for w in worlds])
+    loaded: dict[str, Any] = {}
+
+    def load_world(k: int) -> World:
+        t0 = time.perf_counter()
+        world = worlds[k]
+        if k:
+            stage(f"world {tables.labels[k]}")
+        cfg = config.for_world(world) if world is not None else config
+        full, path, cached = prepare(cfg, stage=stage)
+        grids, reference = withheld(full)
+        truth_path = resolve_inputs(cfg).truth
+        truth = truth_on_cells(truth_path, grids) if truth_path else None
+        if k == 0:
+            loaded.update(grids_path=path, cached=cached, grids=grids, truth=truth)
+            save_grid(grids, truth, work / "grid.nc", reference)
+        stages["prepare"] = stages.get("prepare", 0.0) + time.perf_counter() - t0
+        return World.of(tables.labels[k], grids, reference, truth,
+                        config.ranking.hotspot_trend)
+
+    with executor(config, stage) as ex:
+        for k, world, results in _results(ex, load_world, len(worlds), runs, config, rid,
+                                          started, stage):
+            tables.add(k, _assemble(runs, world, results, rid, work if k == 0 else None,
+                                    stage, progress if k == 0 else None))
+        where = ex.where
+    stages["models"] = sum(t["fit_seconds"] + t["predict_seconds"] for t in tables.timing)
+    stages["scores"] = sum(t["score_seconds"] for t in tables.timing)
+    stage("writing the scores")
+    tables.write(work)
+    for path in benchmark_json or []:
+        (work / "benchmarks").mkdir(exist_ok=True)
+        shutil.copy(path, work / "benchmarks" / Path(path).name)
+    grids = loaded["grids"]
+    meta = {"run_id": rid, "config": as_plain(config), "config_source": config.source,
+            "versions": versions(), "seeds": list(config.models.seeds),
+            "grids": {"path": str(loaded["grids_path"]), "cached": loaded["cached"],
+                      **grids.summary()},
+            "has_truth": loaded["truth"] is not None,
+            "started": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+            "stage_seconds": stages, "device": backend.resolve(config.compute.device),
+            "runs": [r.as_dict() for r in runs], "plugins": list(config.models.plugins),
+            "executor": where, "worlds": [w.label for w in worlds if w is not None]}
+    write_meta(work, meta)
+    if Path(config.source).exists():
+        shutil.copy(config.source, work / "config.toml")
+    stage("comparing the models (block bootstrap)")
+    t0 = time.perf_counter()
+    compare(work)
+    stages["comparisons"] = time.perf_counter() - t0
+    write_meta(work, meta)
+    return meta
+
+
+def write_meta(work: Path, meta: dict[str, Any]) -> None:
+    (work / "meta.json").write_text(json.dumps(meta, indent=1, default=str))

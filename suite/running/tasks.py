@@ -1,0 +1,123 @@
+"""The unit of work of a run: one (world, model, seed) fit, predict and score.
+
+:func:`fit_one` is a pure function of its arguments (the model's seed fixes its result), so
+``twsbench run`` can call it in-process, one after another, or send it to the workers of a
+``dask.distributed`` cluster (:mod:`twsbench.running.cluster`): a task that dies with its worker
+runs again elsewhere and gives the same result.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from twsbench.core.config import Config
+from twsbench.core.threads import cpus, limited
+from twsbench.core.timing import measure
+from twsbench.prepare.grids import Grids
+from twsbench.running.plan import ModelRun, load
+from twsbench.scoring.table import hotspots, score_prediction
+
+
+@dataclass
+class World:
+    """What every fit of one world shares: the view downscalers see (the withheld months'
+    GRACE removed), the GRACE scoring compares with, the truth (None on real files) and its
+    hotspot cells."""
+
+    label: str
+    grids: Grids
+    reference: np.ndarray
+    truth: np.ndarray | None
+    hot: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, label: str, grids: Grids, reference: np.ndarray, truth: np.ndarray | None,
+           hotspot_trend: float) -> World:
+        hot = hotspots(grids, truth, hotspot_trend) if truth is not None else None
+        return cls(label, grids, reference, truth, hot)
+
+
+@dataclass
+class FitResult:
+    """One fit's score rows, monthly rows and timing, its predictions of every month and
+    (with a truth, for a model that does not need GRACE) of the validation months with their
+    GRACE hidden, and its training history."""
+
+    rows: list
+    monthly: list
+    timing: dict[str, Any]
+    cells: np.ndarray
+    hidden: np.ndarray | None
+    history: list = field(default_factory=list)
+
+
+def where() -> tuple[str, int]:
+    """The worker this runs on (``in-process`` outside a cluster) and its task slots."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return "in-process", 1
+    return str(worker.name), int(worker.state.nthreads)
+
+
+def fit_one(spec: ModelRun, world: World, config: Config, rid: str, threads: int = 0,
+            epoch: float | None = None, want_history: bool = True,
+            stage: Callable[[str], None] | None = None) -> FitResult:
+    """Fit ``spec`` on the world's training months, predict every month (and, with a truth,
+    the validation months without their GRACE), and score it.
+
+    ``threads``: threads per task for torch, BLAS and OpenMP (0: no limit; -1: the worker's
+    CPUs divided by its task slots). ``epoch``: the run's start (``time.time()``), which the
+    task's start and end in the timing are relative to. ``stage`` (in-process) hears when
+    the fit and the predictions start.
+    """
+    from twsbench.scoring import uncertainty
+
+    load(config)  # the config's plug-ins, in a worker process too
+    worker, slots = where()
+    if threads < 0:
+        threads = max(1, cpus() // max(slots, 1))
+    started = time.time()
+    grids, truth = world.grids, world.truth
+    say = stage or (lambda label: None)
+    say(f"{spec.name} (seed {spec.seed}): fit")
+    model = spec.make()  # first: a CNN imports torch, whose threads the cap then sets
+    with limited(threads), measure() as fit_m:
+        model.fit(grids, grids.split_months("train"))
+    say(f"{spec.name} (seed {spec.seed}): predict")
+    with limited(threads):
+        with measure() as pred_m:
+            cells = np.asarray(model.predict_cells(grids, grids.months), dtype=np.float64)
+        hidden = None
+        if truth is not None and not model.needs_grace:
+            view = uncertainty.hide_validation(grids)
+            hidden = np.asarray(model.predict_cells(view, grids.split_months("validation")),
+                                dtype=np.float64)
+        t1 = time.perf_counter()
+        rows, monthly = score_prediction(grids, cells, truth, spec.name, spec.seed, rid,
+                                         world.reference, config.ranking.hotspot_trend)
+        score_seconds = time.perf_counter() - t1
+        covered = int(model.covers(grids, grids.months).sum())
+    ended = time.time()
+    epoch = started if epoch is None else epoch
+    timing = {
+        "model": spec.name, "seed": spec.seed, "fit_seconds": fit_m.seconds,
+        "predict_seconds": pred_m.seconds,
+        "cells_months_per_second": grids.n_cells * covered / max(pred_m.seconds, 1e-9),
+        "fit_peak_rss_gib": fit_m.peak_rss / 2**30,
+        "predict_peak_rss_gib": pred_m.peak_rss / 2**30,
+        "score_seconds": score_seconds, "device": spec.device,
+        "worker": worker, "host": socket.gethostname(), "threads": threads or cpus(),
+        "task_start_s": started - epoch, "task_end_s": ended - epoch,
+        "task_seconds": ended - started,
+    }
+    return FitResult(rows, monthly, timing, cells, hidden,
+                     list(model.history) if want_history else [])

@@ -1,0 +1,283 @@
+"""How the inputs relate to GRACE (and, in a twin, to the truth), measured from the files.
+
+The statistics a real study can also compute (WaterGAP against GRACE at mascon scale, by
+climate zone) are printed beside their published values, so a twin world can be checked
+against reality; the ones only a twin has (sub-mascon agreement with the truth, GRACE's
+actual error against its stated σ) say how much the inputs know of the answer.
+
+Everything here reads the written files through the suite's readers, never a twin's memory.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from twsbench.core import landmask
+from twsbench.core import months as mo
+from twsbench.core.mascons import Mascons, mascons_on_grid
+from twsbench.inputs import read_era5, read_grace, read_truth, read_wghm
+from twsbench.scoring import metrics
+from twsbench.twin.world import ZONE_NAMES, climate_zone
+
+#: Published values of the statistics observable on real files: (what, value, source).
+#: The README's "Realism levels" table cites the same sources.
+PUBLISHED = {
+    "nse": ("no basin median reached; models 'do not compare well with GRACE even in basins "
+            "within the same climate zone'", "Bibi et al. 2024, HESS 28:1725, abstract"),
+    "r": ("not quantified in the sources reached", "-"),
+    "amp_ratio": ("> 1 in most boreal basins, < 1 in tropical, arid and temperate ones",
+                  "Bibi et al. 2024, HESS 28:1725, abstract"),
+    "phase_diff": ("-2 to -3 months cold (the model leads), +1 temperate and arid, "
+                   "about 0 tropical", "Bibi et al. 2024, HESS 28:1725, abstract"),
+    "trend_diff": ("large declining and rising trends greatly underestimated",
+                   "Scanlon et al. 2018, PNAS 115:E1080, abstract"),
+    "beats_climatology": ("62 % of 189 basins (water-budget storage change, not a model)",
+                          "Lehmann et al. 2022, HESS 26:35, abstract"),
+    "wghm_ds_error": ("17-28 mm (5 global models, triple collocation)",
+                      "van Dijk et al. 2014, HESS 18:2955, abstract"),
+    "grace_ds_error": ("11-12 mm (4 GRACE products, triple collocation)",
+                       "van Dijk et al. 2014, HESS 18:2955, abstract"),
+}
+
+#: Column order of the per-mascon table.
+MASCON_STATS = ("r", "nse", "amp_ratio", "phase_diff", "trend_diff", "beats_climatology")
+#: How each is summarised over mascons: medians, except the share beating GRACE's climatology
+#: (a mean of 0/1).
+_HOW = {k: "mean" if k == "beats_climatology" else "median" for k in MASCON_STATS}
+
+
+@dataclass
+class Calibration:
+    """Per-mascon statistics of WaterGAP against GRACE and, with a truth, the twin's own."""
+
+    per_mascon: pd.DataFrame  # zone, r, nse, amp_ratio, phase_diff, trend_diff
+    twin: dict[str, float] = field(default_factory=dict)
+
+    def by_zone(self) -> pd.DataFrame:
+        """Medians by climate zone and over all mascons, with the number of mascons."""
+        table = self.per_mascon.groupby("zone")[list(MASCON_STATS)].agg(_HOW)
+        table = table.reindex([z for z in ZONE_NAMES if z in table.index])
+        table.loc["all"] = self.per_mascon[list(MASCON_STATS)].agg(_HOW)
+        counts = self.per_mascon["zone"].value_counts()
+        table.insert(0, "mascons", [int(counts.get(z, len(self.per_mascon)))
+                                    for z in table.index])
+        return table
+
+    def summary(self) -> dict[str, float]:
+        """The headline numbers: medians over all mascons and the twin-only statistics."""
+        med = self.per_mascon[list(MASCON_STATS)].agg(_HOW)
+        return {f"wghm_grace_{k}": float(med[k]) for k in MASCON_STATS} | self.twin
+
+
+def _on_cells(da, lat: np.ndarray, lon: np.ndarray, flat: np.ndarray,
+              months: np.ndarray) -> np.ndarray:
+    """``(months, cells)`` values of ``da`` at the 0.5° cells (nearest point)."""
+    sub = da.sel(time=months.astype("datetime64[ns]")).sel(lat=lat, lon=lon, method="nearest")
+    return np.asarray(sub.values, dtype=np.float64).reshape(months.size, -1)[:, flat]
+
+
+def _anomaly(x: np.ndarray, months: np.ndarray) -> np.ndarray:
+    base = (months >= mo.BASELINE[0]) & (months <= mo.BASELINE[1])
+    with warnings.catch_warnings():  # cells without data (ERA5's sea) stay NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return x - np.nanmean(x[base] if base.any() else x, axis=0)
+
+
+def _lag1(x: np.ndarray, months: np.ndarray) -> np.ndarray:
+    """Lag-1 autocorrelation of each column over pairs of consecutive months."""
+    step = np.diff(months.astype("datetime64[M]").astype(int)) == 1
+    a, b = x[:-1][step], x[1:][step]
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (a * b).sum(axis=0) / np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
+
+
+def measure(grace: str | Path, wghm: str | Path, era5: Sequence[str | Path],
+            truth: str | Path | None = None) -> Calibration:
+    """Calibration statistics from real-format files (a twin's or real ones).
+
+    Parameters
+    ----------
+    grace, wghm, era5
+        The JPL mascon file, the WaterGAP file and the ERA5 file(s).
+    truth
+        A twin's ``truth.nc``: adds the statistics only a twin has.
+    """
+    g = read_grace(grace)
+    w = read_wghm(wghm)
+    e = read_era5(list(era5))
+    t = read_truth(truth) if truth is not None else None
+    if t is not None:
+        g = g.sel(lat=t["lat"], lon=t["lon"])
+    lat, lon = g["lat"].values, g["lon"].values
+    months = g["time"].values.astype("datetime64[M]")
+    months = months[months >= np.datetime64("2002-04", "M")]
+    lwe = g["lwe_thickness"].sel(time=months.astype("datetime64[ns]")).values
+    mask = (landmask.land_mask(lat, lon) & g["land_mask"].values
+            & np.isfinite(lwe).all(axis=0))
+    w_all = w.sel(lat=lat, lon=lon, method="nearest")
+    mask &= np.isfinite(w_all.isel(time=-1).values)
+    if t is not None:
+        mask &= np.isfinite(t.isel(time=-1).values)
+    mascons, flat = mascons_on_grid(g["mascon_id"].values, mask, lat)
+    cells = lambda a: a.reshape(a.shape[0], -1)[:, flat]  # noqa: E731
+
+    # WaterGAP's anomaly against the baseline, then the GRACE months
+    w_months = w["time"].values.astype("datetime64[M]")
+    w_months = w_months[w_months >= min(months[0], mo.BASELINE[0])]  # not a century of it
+    w_cells = _anomaly(_on_cells(w, lat, lon, flat, w_months), w_months)
+    w_cells = w_cells[np.isin(w_months, months)]
+    g_m = mascons.mean(cells(lwe).T).T  # (months, mascons)
+    w_m = mascons.mean(w_cells.T).T
+
+    per = _versus(w_m, g_m, months)
+    lat2 = np.repeat(lat, lon.size)[flat]
+    lon2 = np.tile(lon, lat.size)[flat]
+    clat, clon = mascons.centroids(lat2, lon2)
+    t2m = e["t2m"].mean("time").sel(lat=_points(clat), lon=_points(clon), method="nearest")
+    amp_g = metrics.annual_harmonic(g_m, months).amplitude
+    zone = climate_zone(np.abs(clat), np.asarray(t2m.values, dtype=np.float64), amp_g)
+    per.insert(0, "zone", [ZONE_NAMES[z] for z in zone])
+    per.index = pd.Index(mascons.ids, name="mascon")
+    out = Calibration(per_mascon=per)
+    if t is not None:
+        out.twin = _twin_only(mascons, flat, lat, lon, months, g_m, w_cells, e, t,
+                              g["uncertainty"].sel(time=months.astype("datetime64[ns]")).values)
+    return out
+
+
+def _points(values: np.ndarray):
+    import xarray as xr
+
+    return xr.DataArray(values, dims="points")
+
+
+def _versus(model: np.ndarray, grace: np.ndarray, months: np.ndarray) -> pd.DataFrame:
+    """Per-mascon r, NSE, annual amplitude ratio, phase difference and trend difference."""
+    kge = metrics.kge_per_unit(model, grace)
+    hm, hg = metrics.annual_harmonic(model, months), metrics.annual_harmonic(grace, months)
+    phase = np.mod(hm.phase - hg.phase + 6.0, 12.0) - 6.0  # + : the model peaks later
+    years = months.astype("datetime64[M]")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = hm.amplitude / hg.amplitude
+    # skill over GRACE's own monthly climatology (the cyclostationary NSE of Lehmann 2022)
+    moy = years.astype(int) % 12
+    clim = np.stack([np.nanmean(grace[moy == k], axis=0) for k in range(12)])[moy]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cyclo = 1.0 - ((model - grace) ** 2).sum(axis=0) / ((grace - clim) ** 2).sum(axis=0)
+    return pd.DataFrame({"r": kge["r"], "nse": metrics.nse_per_unit(model, grace),
+                         "amp_ratio": ratio, "phase_diff": phase,
+                         "trend_diff": metrics.trend_per_unit(model, years)
+                         - metrics.trend_per_unit(grace, years),
+                         "beats_climatology": (cyclo > 0).astype(float)})
+
+
+def _submascon_r(x: np.ndarray, truth: np.ndarray, mascons: Mascons) -> np.ndarray:
+    """Per-cell correlation over time of the departures from the mascon mean."""
+    dx, dt = mascons.deviation(x.T).T, mascons.deviation(truth.T).T
+    return metrics.kge_per_unit(dx, dt)["r"]
+
+
+def _twin_only(mascons: Mascons, flat: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+               months: np.ndarray, g_m: np.ndarray, w_cells: np.ndarray, e, t,
+               sigma: np.ndarray) -> dict[str, float]:
+    truth = _on_cells(t, lat, lon, flat, months)
+    era5 = _anomaly(_on_cells(e["storage"], lat, lon, flat, months), months)
+    cell_area = mascons.weights
+    t_m = mascons.mean(truth.T).T
+    err = g_m - t_m
+    sig = mascons.mean(sigma.reshape(months.size, -1)[:, flat].T).T
+    d_truth = mascons.deviation(truth.T).T
+    wm = lambda v: metrics.weighted_median(v, cell_area)  # noqa: E731
+    step = np.diff(months.astype("datetime64[M]").astype(int)) == 1
+    ds_err = lambda x: np.sqrt(((np.diff(x, axis=0) - np.diff(t_m, axis=0))[step] ** 2  # noqa: E731
+                                ).mean(axis=0))
+    w_m = mascons.mean(w_cells.T).T
+    return {
+        "wghm_ds_error": float(np.median(ds_err(w_m))),
+        "grace_ds_error": float(np.median(ds_err(g_m))),
+        "wghm_submascon_r": wm(_submascon_r(w_cells, truth, mascons)),
+        "era5_submascon_r": wm(_submascon_r(era5, truth, mascons)),
+        "truth_submascon_share": float((cell_area * d_truth.var(axis=0)).sum()
+                                       / (cell_area * truth.var(axis=0)).sum()),
+        "grace_error_over_sigma": float(np.median(
+            np.sqrt((err**2).mean(axis=0)) / np.sqrt((sig**2).mean(axis=0)))),
+        "grace_error_lag1": float(np.median(_lag1(err - err.mean(axis=0), months))),
+        "wghm_cell_nse": wm(metrics.nse_per_unit(w_cells, truth)),
+        "mascon_cell_nse": wm(metrics.nse_per_unit(mascons.spread(g_m.T).T, truth)),
+    }
+
+
+#: Labels of the twin-only statistics.
+TWIN_LABELS = {
+    "wghm_ds_error": "WaterGAP error of monthly storage change, mascon median (mm)",
+    "grace_ds_error": "GRACE error of monthly storage change, mascon median (mm)",
+    "wghm_submascon_r": "WaterGAP sub-mascon r with the truth (cell median)",
+    "era5_submascon_r": "ERA5 storage sub-mascon r with the truth (cell median)",
+    "truth_submascon_share": "truth's variance below mascon scale (share)",
+    "grace_error_over_sigma": "GRACE actual error / stated σ (mascon median)",
+    "grace_error_lag1": "GRACE error lag-1 autocorrelation (mascon median)",
+    "wghm_cell_nse": "raw WaterGAP anomaly, cell NSE vs truth (median)",
+    "mascon_cell_nse": "GRACE mascon product, cell NSE vs truth (median)",
+}
+
+#: Labels of the per-mascon statistics (WaterGAP against GRACE at mascon scale).
+MASCON_LABELS = {
+    "r": "correlation",
+    "nse": "NSE",
+    "amp_ratio": "annual amplitude ratio WaterGAP/GRACE",
+    "phase_diff": "annual phase WaterGAP − GRACE (months)",
+    "trend_diff": "trend WaterGAP − GRACE (mm/yr)",
+    "beats_climatology": "share of mascons beating GRACE's climatology",
+}
+
+
+def rows(cal: Calibration) -> tuple[list[str], list[list[str]]]:
+    """The calibration report as a table: header and rows of text (statistic, one column per
+    climate zone and all, the published value and its source)."""
+    zones = cal.by_zone()
+    header = ["WaterGAP vs GRACE, mascon scale",
+              *(f"{z} ({int(zones.loc[z, 'mascons'])})" for z in zones.index),
+              "published", "source"]
+    out = []
+    for key, label in MASCON_LABELS.items():
+        published, source = PUBLISHED.get(key, ("-", "-"))
+        out.append([label, *(f"{zones.loc[z, key]:.2f}" for z in zones.index), published,
+                    source])
+    blank = [""] * len(zones.index)
+    for key, label in TWIN_LABELS.items():
+        if key in cal.twin:
+            published, source = PUBLISHED.get(key, ("twin only", "-"))
+            out.append([label, *blank[:-1], f"{cal.twin[key]:.3g}", published, source])
+    return header, out
+
+
+#: Each realism level's documented band (inclusive) for the statistics of the default twin
+#: (south-asia, seed 0), as the README's "Realism levels" table gives them. ``nse`` and ``r``
+#: are WaterGAP against GRACE at mascon scale (medians over mascons).
+BANDS: dict[str, dict[str, tuple[float, float]]] = {
+    "optimistic": {"nse": (0.7, 0.9), "r": (0.85, 0.97), "wghm_submascon_r": (0.7, 0.9),
+                   "grace_error_lag1": (-0.15, 0.15), "grace_error_over_sigma": (0.75, 1.1)},
+    "realistic": {"nse": (0.3, 0.6), "r": (0.65, 0.85), "wghm_submascon_r": (0.15, 0.5),
+                  "grace_error_lag1": (0.6, 0.9), "grace_error_over_sigma": (0.75, 1.1)},
+    "pessimistic": {"nse": (0.0, 0.35), "r": (0.45, 0.7), "wghm_submascon_r": (0.0, 0.3),
+                    "grace_error_lag1": (0.55, 0.85), "grace_error_over_sigma": (0.95, 1.4)},
+}
+
+
+def outside_bands(cal: Calibration, realism: str) -> list[str]:
+    """The statistics of ``cal`` outside ``realism``'s band, as readable lines."""
+    values = cal.summary()
+    out = []
+    for key, (lo, hi) in BANDS[realism].items():
+        value = values.get(f"wghm_grace_{key}", values.get(key))
+        if value is None or not lo <= value <= hi:
+            out.append(f"{key} = {value} outside [{lo}, {hi}]")
+    return out
