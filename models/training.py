@@ -1,18 +1,19 @@
-"""Training and tiled inference of the soft-constrained CNN.
+"""The training loop and prediction of the soft-constrained CNN (:class:`Trainer`).
 
 Training: Adam on batches of months; early stopping on the validation months' ``L_obs``; a
-checkpoint after every epoch (model, optimiser, dynamic-weight state, history) written
-atomically, and resumed automatically, so a run killed mid-way ends with the same weights as
-an uninterrupted one. Shuffling is seeded per epoch, so resuming replays the same batches.
-Large domains train on tiles of whole mascons; small ones train on the whole domain.
+checkpoint after every epoch (model, optimiser, dynamic-weight state, history; see
+:mod:`twsbench.models.checkpoints`), resumed automatically, so a run killed mid-way ends with
+the same weights as an uninterrupted one. Shuffling is seeded per epoch, so resuming replays
+the same batches. Large domains train on tiles of whole mascons; small ones train on the
+whole domain (:mod:`twsbench.models.data`).
 
 Inference: the whole domain at once when it fits ``infer_pixels``, else overlapping tiles
-with a halo wider than the network's receptive field, blended with linear ramps.
+(:mod:`twsbench.models.tiling`).
 
 Speed: a fit builds the input images and targets of its months once (:class:`MonthData`) and
 indexes them per batch; prediction builds each pass's whole-domain image once and cuts its
 tiles from it. On CPUs torch uses at most the cores this process may run on, and denormal
-floats are flushed to zero while the network computes (:func:`flushed_denormals`).
+floats are flushed to zero while the network computes (:mod:`twsbench.models.cpu`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import math
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,227 +29,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from twsbench.core import cache, threads
+from twsbench.core import threads
 from twsbench.core.backend import torch_device
-from twsbench.models import losses
-from twsbench.models.network import UNet, receptive_radius
+from twsbench.models import checkpoints, losses
+from twsbench.models.cpu import cpu_threads, flushed_denormals, on_flushing_thread
+from twsbench.models.data import MonthData, Region, make_region, train_regions, window_cells
+from twsbench.models.network import UNet
 from twsbench.models.settings import LOSSES, TrainConfig  # noqa: F401  (re-exported)
+from twsbench.models.tiling import predict_tiled
 from twsbench.prepare.grids import Grids
 
 log = logging.getLogger(__name__)
-
-#: Most bytes of whole-domain input images (float32) a fit holds for its months. The default
-#: domain's take 93 MiB (171 months × 15 channels × 90 × 106); the global domain's would take
-#: 1.9 GiB (277 × 698), so its batches gather their tile's cells instead.
-IMAGE_BYTES = 512 * 2**20
-
-
-def cpu_threads() -> int:
-    """CPUs this process may run on: its affinity, capped by a cgroup (v2) CPU quota."""
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    n = n or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            n = min(n, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return n
-
-
-def _flushing() -> bool:
-    """Whether this thread flushes denormal floats to zero."""
-    return torch.tensor([1e-40], dtype=torch.float32).item() == 0.0
-
-
-@contextlib.contextmanager
-def flushed_denormals(device: torch.device) -> Iterator[None]:
-    """Denormal floats (magnitude below 1.2e-38) flushed to zero on CPUs for the duration.
-
-    Training makes them (the GELU's gradient at strongly negative inputs), and x86 CPUs take
-    many times longer over any arithmetic that touches one: on the default domain an epoch
-    took 2.4 times as long by the third epoch as the first, and a whole fit 2.8 times as long
-    as with them flushed. Flushing leaves the results unchanged in practice (a denormal added
-    to a normal float rounds away; the default fit's predictions were bit-identical). The mode
-    is a per-thread flag, set on the calling thread for the duration; torch's worker threads
-    take it from the thread that creates them, so they flush when created inside (a trainer
-    builds its network inside) and not when created before.
-    """
-    if device.type != "cpu" or _flushing():
-        yield
-        return
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
-
-
-def on_flushing_thread(device: torch.device, fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` on a new thread that flushes denormals from its start (CPU only).
-
-    torch's worker threads keep the floating-point mode of the thread that created them, and
-    OpenMP keeps its workers per calling thread. After another library has run parallel work
-    on this thread (LightGBM and scikit-learn use the same OpenMP runtime), torch would reuse
-    those non-flushing workers; a new thread gets new workers, created flushing.
-    """
-    if device.type != "cpu":
-        return fn(*args)
-    from concurrent.futures import ThreadPoolExecutor
-
-    def work() -> Any:
-        with flushed_denormals(device):
-            return fn(*args)
-
-    n_threads = torch.get_num_threads()
-    with ThreadPoolExecutor(1, initializer=torch.set_num_threads,
-                            initargs=(n_threads,)) as pool:
-        return pool.submit(work).result()
-
-
-@dataclass
-class Region:
-    """Cells of the domain inside a window, with the window's complete mascons."""
-
-    rows: np.ndarray  # domain rows of the window
-    cols: np.ndarray  # domain columns (cyclic on a global domain)
-    cells: np.ndarray  # domain cell indices inside the window
-    pixel: np.ndarray  # flat position of those cells in the window
-    mascons: np.ndarray  # domain mascon indices complete inside the window
-    cell_mascon: np.ndarray  # local mascon index of each cell (-1: mascon incomplete)
-    cell_weight: np.ndarray  # A's weight of each cell
-    input_cells: np.ndarray  # every domain cell inside the window: the network's inputs
-    input_pixel: np.ndarray  # flat position of those cells in the window
-    _tensors: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
-
-    def tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
-        """The index arrays the loss needs, as tensors on ``device`` (made once per device)."""
-        if str(device) not in self._tensors:
-            t = lambda a, dtype: torch.from_numpy(a.astype(dtype)).to(device)  # noqa: E731
-            self._tensors[str(device)] = {
-                "mascons": t(self.mascons, np.int64), "cells": t(self.cells, np.int64),
-                "pixel": t(self.pixel, np.int64), "cell_mascon": t(self.cell_mascon, np.int64),
-                "cell_weight": t(self.cell_weight, np.float32)}
-        return self._tensors[str(device)]
-
-
-def window_cells(grids: Grids, rows: np.ndarray, cols: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """The domain cells inside the window ``rows × cols`` and their flat positions in it."""
-    ny, nx = grids.shape
-    r_of = grids.cell_index // nx
-    c_of = grids.cell_index % nx
-    row_pos = np.full(ny, -1)
-    row_pos[rows] = np.arange(rows.size)
-    col_pos = np.full(nx, -1)
-    col_pos[cols] = np.arange(cols.size)
-    cells = np.flatnonzero((row_pos[r_of] >= 0) & (col_pos[c_of] >= 0))
-    return cells, row_pos[r_of[cells]] * cols.size + col_pos[c_of[cells]]
-
-
-def make_region(grids: Grids, rows: np.ndarray, cols: np.ndarray) -> Region:
-    cells, pixel = window_cells(grids, rows, cols)
-    m = grids.mascons
-    total = np.bincount(m.cell_mascon, minlength=m.n_mascons)
-    here = np.bincount(m.cell_mascon[cells], minlength=m.n_mascons)
-    complete = np.flatnonzero((here == total) & (total > 0))
-    local = np.full(m.n_mascons, -1)
-    local[complete] = np.arange(complete.size)
-    cm = local[m.cell_mascon[cells]]
-    weights = np.asarray(m.A[m.cell_mascon[cells], cells]).ravel()
-    keep = cm >= 0
-    return Region(rows=rows, cols=cols, cells=cells[keep], pixel=pixel[keep],
-                  mascons=complete, cell_mascon=cm[keep], cell_weight=weights[keep],
-                  input_cells=cells, input_pixel=pixel)
-
-
-def _take(x: torch.Tensor, dim: int, index: np.ndarray) -> torch.Tensor:
-    """``x`` at positions ``index`` of dimension ``dim``: a view when they are a range."""
-    if index.size and np.array_equal(index, np.arange(index[0], index[0] + index.size)):
-        return x.narrow(dim, int(index[0]), index.size)
-    return x.index_select(dim, torch.from_numpy(index.astype(np.int64)).to(x.device))
-
-
-def _window(image: torch.Tensor, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
-    """``image[:, :, rows, cols]`` (channels-last) with zeros at rows and columns past the
-    bottom and right edges, where the domain's padding lies."""
-    ny, nx = image.shape[-2:]
-    inside_r, inside_c = rows < ny, cols < nx
-    x = _take(_take(image, 2, rows[inside_r]), 3, cols[inside_c])
-    if not (inside_r.all() and inside_c.all()):
-        padded = torch.zeros(x.shape[0], x.shape[1], rows.size, cols.size, dtype=x.dtype,
-                             device=x.device)
-        padded[:, :, : x.shape[2], : x.shape[3]] = x
-        x = padded
-    # channels-last runs the convolutions about 1.5× faster on CPUs (oneDNN)
-    return x.contiguous(memory_format=torch.channels_last)
-
-
-class MonthData:
-    """The inputs and targets of a fit's months, built once and indexed per batch.
-
-    ``images`` holds the months' whole-domain input images ``(months, C, ny, nx)`` (float32,
-    channels-last, on the device) when they take at most :data:`IMAGE_BYTES`, else None: each
-    batch then gathers its window's cells. GRACE, its σ (NaN: 0 and 1) and the pattern
-    sources are held as ``(months, mascons)`` and ``(months, cells)`` float32.
-    """
-
-    def __init__(self, trainer: Trainer, pos: np.ndarray):
-        g = trainer.grids
-        self.trainer = trainer
-        self.pos = np.unique(pos)
-        self.slot = np.full(g.months.size, -1)
-        self.slot[self.pos] = np.arange(self.pos.size)
-        device = trainer.device
-        ny, nx = g.shape
-        shape = (self.pos.size, trainer.in_channels, ny, nx)
-        self.images: torch.Tensor | None = None
-        if math.prod(shape) * 4 <= IMAGE_BYTES:
-            self.images = torch.empty(shape, device=device, memory_format=torch.channels_last)
-            for a in range(0, self.pos.size, 32):  # a few months at a time: small temporaries
-                p = self.pos[a:a + 32]
-                self.images[a:a + p.size] = trainer.image(p, None, g.cell_index, ny, nx)
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
-        p = self.pos
-        self.grace = t(np.nan_to_num(g.grace[p]).astype(np.float32))
-        self.sigma = t(np.nan_to_num(g.grace_sigma[p], nan=1.0).astype(np.float32))
-        self.present = t(g.has_grace[p])
-        self.sources = {"wghm": t(g.fields["wghm"][p].astype(np.float32)),
-                        "era5": t(g.fields["era5_storage"][p].astype(np.float32))}
-        log.debug("month data: %d months, images %.1f MiB", p.size,
-                  self.nbytes(images_only=True) / 2**20)
-
-    def covers(self, pos: np.ndarray) -> bool:
-        return bool(np.all(self.slot[pos] >= 0))
-
-    def nbytes(self, images_only: bool = False) -> int:
-        """Bytes held (the images only, or everything)."""
-        held = [self.images] if images_only else [self.images, self.grace, self.sigma,
-                                                   self.present, *self.sources.values()]
-        return sum(a.element_size() * a.nelement() for a in held if a is not None)
-
-    def _slots(self, pos: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self.slot[pos]).to(self.trainer.device)
-
-    def inputs(self, pos: np.ndarray, region: Region) -> torch.Tensor:
-        """``(B, C, rows, cols)`` input images of months ``pos`` in the region's window."""
-        if self.images is None:
-            return self.trainer.image(pos, region.input_cells, region.input_pixel,
-                                      region.rows.size, region.cols.size)
-        return _window(self.images.index_select(0, self._slots(pos)), region.rows, region.cols)
-
-    def targets(self, pos: np.ndarray, region: Region) -> dict[str, torch.Tensor]:
-        """GRACE, σ, presence and the pattern sources of months ``pos`` in the region, with
-        the region's index tensors."""
-        s = self._slots(pos)
-        rt = region.tensors(self.trainer.device)
-        return {"g": self.grace.index_select(0, s).index_select(1, rt["mascons"]),
-                "sigma": self.sigma.index_select(0, s).index_select(1, rt["mascons"]),
-                "present": self.present.index_select(0, s),
-                **{k: v.index_select(0, s).index_select(1, rt["cells"])
-                   for k, v in self.sources.items()},
-                **rt}
-
 
 @dataclass
 class History:
@@ -373,45 +162,7 @@ class Trainer:
             self.weights.update(rs)  # for the next step, from this step's detached r
         return total, parts
 
-    # ---- regions --------------------------------------------------------------------------
-    def train_regions(self) -> list[Region]:
-        g = self.grids
-        ny, nx = g.shape
-        size = self.config.train_tile
-        if ny <= size and nx <= size:
-            return [make_region(g, np.arange(ny), np.arange(nx))]
-        step = size // 2
-        starts_r = list(range(0, max(1, ny - size), step)) + [max(0, ny - size)]
-        if g.is_global:
-            starts_c = list(range(0, nx, step))
-        else:
-            starts_c = list(range(0, max(1, nx - size), step)) + [max(0, nx - size)]
-        regions = []
-        for r0 in sorted(set(starts_r)):
-            for c0 in sorted(set(starts_c)):
-                rows = np.arange(r0, min(ny, r0 + size))
-                cols = np.arange(c0, c0 + size) % nx if g.is_global else np.arange(
-                    c0, min(nx, c0 + size))
-                region = make_region(g, rows, cols)
-                if region.mascons.size:
-                    regions.append(region)
-        return regions
-
     # ---- training -------------------------------------------------------------------------
-    def _checkpoint_path(self) -> Path | None:
-        return self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
-
-    def _save(self, state: dict) -> None:
-        path = self._checkpoint_path()
-        if path is None:
-            return
-        tmp = cache.temp_path(path)
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-
     def fit(self, train: np.ndarray, validation: np.ndarray,
             on_epoch: Callable[[dict], None] | None = None) -> History:
         """Train on months ``train``; stop early on ``validation``'s ``L_obs`` (if any)."""
@@ -429,12 +180,9 @@ class Trainer:
             raise ValueError("expected training months with GRACE, found none")
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         start, best, best_state, stale, done = 0, np.inf, None, 0, False
-        path = self._checkpoint_path()
-        if path is not None and path.exists():
-            state = torch.load(path, map_location=self.device, weights_only=False)
-            if state["config"] != asdict(cfg) or state["seed"] != self.seed:
-                raise ValueError(f"{path}: expected a checkpoint of this model and seed, found "
-                                 "another")
+        path = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
+        state = checkpoints.load(path, self.device, asdict(cfg), self.seed)
+        if state is not None:
             self.net.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             self.weights.state = list(state["ema"])
@@ -443,7 +191,7 @@ class Trainer:
                                         state["done"])
             best_state = state["best_model"]
             log.info("resuming %s at epoch %d", path, start)
-        regions = self.train_regions()
+        regions = train_regions(g, cfg.train_tile)
         full = make_region(g, np.arange(g.shape[0]), np.arange(g.shape[1]))
         with (self._holding(np.concatenate([train_pos, val_pos]), build=not done),
               flushed_denormals(self.device)):
@@ -480,10 +228,13 @@ class Trainer:
                 self.history.epochs.append(record)
                 done = done or epoch == cfg.epochs - 1
                 log.info("epoch %d: %s", epoch, record)
-                self._save({"model": self.net.state_dict(), "optimizer": opt.state_dict(),
-                            "ema": list(self.weights.state), "history": self.history.epochs,
-                            "epoch": epoch, "best": best, "stale": stale, "done": done,
-                            "best_model": best_state, "config": asdict(cfg), "seed": self.seed})
+                checkpoints.save(path, {"model": self.net.state_dict(),
+                                        "optimizer": opt.state_dict(),
+                                        "ema": list(self.weights.state),
+                                        "history": self.history.epochs, "epoch": epoch,
+                                        "best": best, "stale": stale, "done": done,
+                                        "best_model": best_state, "config": asdict(cfg),
+                                        "seed": self.seed})
                 if on_epoch:
                     on_epoch(record)
         if best_state is not None:
@@ -533,68 +284,11 @@ class Trainer:
         with flushed_denormals(self.device):
             for b in range(0, pos.size, step):
                 p = pos[b:b + step]
-                field = self._tiled(p) if tiled else self._whole(p)
+                field = (predict_tiled(self.net, self._whole_image(p), g,
+                                       self.config.infer_core, self.config.depth)
+                         if tiled else self._whole(p))
                 out[b:b + p.size] = field.reshape(p.size, -1)[:, g.cell_index] * self.scale
         return out
 
     def _whole(self, pos: np.ndarray) -> np.ndarray:
         return self.net(self._whole_image(pos))[:, 0].cpu().numpy()
-
-    def _tiled(self, pos: np.ndarray) -> np.ndarray:
-        """Overlapping tiles: cores blended with linear ramps; each core sees a halo wider
-        than the receptive field, clipped to the (padded) domain as whole inference is."""
-        g = self.grids
-        ny, nx = g.shape
-        m = self.net.multiple
-        core = max(m, (self.config.infer_core // m) * m)
-        overlap = m * 2 if core > 2 * m else 0
-        halo = -(-receptive_radius(self.config.depth) // m) * m
-        canvas_y, canvas_x = -(-ny // m) * m, -(-nx // m) * m
-        acc = np.zeros((pos.size, ny, nx), np.float64)
-        wsum = np.zeros((ny, nx), np.float64)
-        image = self._whole_image(pos)  # the tiles are cut from it
-        step = core
-        for r0 in range(0, canvas_y, step):
-            for c0 in range(0, canvas_x if not g.is_global else nx, step):
-                r_lo, r_hi = max(0, r0 - overlap // 2), min(canvas_y, r0 + core + overlap // 2)
-                c_lo, c_hi = c0 - overlap // 2, c0 + core + overlap // 2
-                if not g.is_global:
-                    c_lo, c_hi = max(0, c_lo), min(canvas_x, c_hi)
-                t_r0, t_r1 = max(0, r_lo - halo), min(canvas_y, r_hi + halo)
-                rows = np.arange(t_r0, t_r1)
-                if g.is_global:
-                    cols = np.arange(c_lo - halo, c_hi + halo) % nx
-                else:
-                    cols = np.arange(max(0, c_lo - halo), min(canvas_x, c_hi + halo))
-                # the domain's padding is zeros, as in whole-domain inference
-                y = self.net(_window(image, rows, cols))[:, 0].cpu().numpy()
-                ry = np.arange(r_lo, r_hi)
-                cx = np.arange(c_lo, c_hi)
-                wy = _ramp(ry, r0, r0 + core, overlap)
-                wx = _ramp(cx, c0, c0 + core, overlap)
-                keep_r = ry < ny
-                keep_c = (cx % nx if g.is_global else cx) < nx
-                ry, wy = ry[keep_r], wy[keep_r]
-                cx, wx = cx[keep_c], wx[keep_c]
-                yy = y[:, ry - t_r0][:, :, _positions(cols, cx % nx if g.is_global else cx)]
-                w2 = wy[:, None] * wx[None, :]
-                cxx = cx % nx if g.is_global else cx
-                acc[:, ry[:, None], cxx[None, :]] += yy * w2
-                wsum[ry[:, None], cxx[None, :]] += w2
-        return (acc / np.where(wsum > 0, wsum, 1.0)).astype(np.float32)
-
-
-def _ramp(index: np.ndarray, lo: int, hi: int, overlap: int) -> np.ndarray:
-    """Blending weight of positions ``index`` for a core [lo, hi) grown by overlap/2 each side:
-    1 inside, falling linearly to 0 across the overlap."""
-    if overlap == 0:
-        return ((index >= lo) & (index < hi)).astype(float)
-    half = overlap / 2
-    up = np.clip((index - (lo - half) + 0.5) / overlap, 0, 1)
-    down = np.clip(((hi + half) - index - 0.5) / overlap, 0, 1)
-    return np.minimum(up, down)
-
-
-def _positions(cols: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    lookup = {c: k for k, c in enumerate(cols.tolist())}
-    return np.array([lookup[c] for c in wanted.tolist()])

@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tests import tiny  # noqa: E402
-from twsbench.models import losses, training  # noqa: E402
+from twsbench.models import cpu, data, losses  # noqa: E402
 from twsbench.models.network import UNet, receptive_radius  # noqa: E402
 from twsbench.models.training import MonthData, TrainConfig, Trainer  # noqa: E402
 from twsbench.running.catalog import make  # noqa: E402
@@ -137,9 +137,9 @@ def test_tiled_inference_equals_whole_domain(tiny_grids):
 
 # ---- training --------------------------------------------------------------------------------
 
-def test_short_training_lowers_the_misfit(tiny_grids):
+def test_short_training_lowers_the_misfit(tiny_grids, tmp_path):
     grids = tiny_grids
-    model = make("soft_cnn", params={**FAST, "epochs": 5})
+    model = make("soft_cnn", params={**FAST, "epochs": 5, "checkpoint_dir": str(tmp_path)})
     model.fit(grids, grids.split_months("train"))
     history = model.history
     assert history[-1]["train_obs"] < 0.5 * history[0]["train_obs"]
@@ -148,11 +148,11 @@ def test_short_training_lowers_the_misfit(tiny_grids):
     assert history[0]["weights"] != history[-1]["weights"]  # and dynamic
 
 
-def test_soft_cnn_beats_mascon_on_fine_scale_truth(tiny_grids, tiny_truth):
+def test_soft_cnn_beats_mascon_on_fine_scale_truth(tiny_grids, tiny_truth, tmp_path):
     grids, truth = tiny_grids, tiny_truth
     test = grids.splits["test"]
-    cnn = make("soft_cnn", params={"epochs": 25})
-    cnn.fit(grids, grids.split_months("train"))
+    cnn = make("soft_cnn", params={"epochs": 25, "checkpoint_dir": str(tmp_path)})
+    cnn.fit(grids, grids.split_months("train"))  # trains in a fresh folder: no checkpoint
     cells = grids.from_grid(cnn.predict(grids, grids.months).values)
     mascon = grids.from_grid(make("mascon").predict(grids, grids.months).values)
     assert np.isfinite(cells).all()  # gap months too, from the inputs alone
@@ -160,11 +160,12 @@ def test_soft_cnn_beats_mascon_on_fine_scale_truth(tiny_grids, tiny_truth):
             > metrics.nse(mascon[test], truth[test], grids.cell_area, reduce="mean"))
 
 
-def test_grace_input_adds_bilinear_grace_and_its_flag(tiny_grids):
+def test_grace_input_adds_bilinear_grace_and_its_flag(tiny_grids, tmp_path):
     """The variants and ``+conserve`` are covered by the registry invariants
     (tests/test_downscalers.py); here the optional GRACE input channels."""
     grids = tiny_grids
-    model = make("soft_cnn", params={**FAST, "epochs": 2, "grace_input": True})
+    model = make("soft_cnn", params={**FAST, "epochs": 2, "grace_input": True,
+                                     "checkpoint_dir": str(tmp_path)})
     model.fit(grids, grids.split_months("train"))
     assert model.trainer.in_channels == grids.features.shape[1] + 3
     assert np.isfinite(model.predict_cells(grids, grids.months)).all()
@@ -182,13 +183,13 @@ def test_batches_gathered_from_cells_equal_the_held_images(tiny_grids, monkeypat
 
     def fitted(held: bool) -> Trainer:
         trainer = Trainer(grids, config, seed=0)
-        assert len(trainer.train_regions()) > 1
+        assert len(data.train_regions(grids, config.train_tile)) > 1
         assert (MonthData(trainer, grids.month_index(train)).images is not None) == held
         trainer.fit(train, validation)
         return trainer
 
     held = fitted(held=True)
-    monkeypatch.setattr(training, "IMAGE_BYTES", 0)
+    monkeypatch.setattr(data, "IMAGE_BYTES", 0)
     gathered = fitted(held=False)
     assert gathered.history.epochs == held.history.epochs
     for key, value in held.net.state_dict().items():
@@ -202,7 +203,7 @@ def test_denormals_are_flushed_inside_only():
     if not torch.set_flush_denormal(False):
         pytest.skip("this CPU cannot flush denormals")
     assert not flushed()
-    with training.flushed_denormals(torch.device("cpu")):
+    with cpu.flushed_denormals(torch.device("cpu")):
         assert flushed()
     assert not flushed()
 

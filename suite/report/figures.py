@@ -16,6 +16,7 @@ NaN policy: statistics pair a prediction with its reference where both are finit
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -78,22 +79,66 @@ def _gapfill_months(grid: xr.Dataset) -> np.ndarray:
     return _split(grid, "test_block") | _split(grid, "gap")
 
 
-def _grid_field(grid: xr.Dataset, cells: np.ndarray) -> np.ndarray:
-    out = np.full(grid.sizes["lat"] * grid.sizes["lon"], np.nan)
-    out[grid["cell_index"].values] = cells
-    return out.reshape(grid.sizes["lat"], grid.sizes["lon"])
-
-
 def _res(coord: np.ndarray) -> float:
     return float(abs(coord[1] - coord[0])) if coord.size > 1 else 0.5
 
 
-def _extent(grid: xr.Dataset) -> tuple[float, float, float, float]:
-    """(west, east, south, north) of the grid's cell edges, degrees."""
-    lon, lat = grid["lon"].values, grid["lat"].values
-    hx, hy = _res(lon) / 2, _res(lat) / 2
-    return (float(lon.min() - hx), float(lon.max() + hx), float(lat.min() - hy),
-            float(lat.max() + hy))
+@dataclass(frozen=True)
+class _MapGrid:
+    """Where a grid's cells are drawn: columns in ascending, continuous longitude.
+
+    A run's grid keeps its columns in its own order, running east from the west edge of the
+    domain, so a box across the antimeridian (or the globe, which starts where the widest run
+    of unused columns ends) has longitudes such as 170.25 … 179.75, −179.75 … −170.25. Every map
+    draws through this one layout: the box across the antimeridian is unwrapped to one piece
+    (170 … 190, ticks labelled −180 … 180), a domain wider than half the globe is placed on
+    −180 … 180, columns it lacks left blank; an ordinary box is drawn as it is.
+    """
+
+    lat: np.ndarray  #: drawn row centres, degrees north (the grid's rows)
+    lon: np.ndarray  #: drawn column centres, ascending and regular; may pass 180 when unwrapped
+    flat: np.ndarray  #: flat index of each land cell (``cell_index``) in the drawn (lat, lon)
+    column: np.ndarray  #: drawn column of each of the grid's columns
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        """(west, east, south, north) of the drawn cell edges, degrees."""
+        hx, hy = _res(self.lon) / 2, _res(self.lat) / 2
+        return (float(self.lon.min() - hx), float(self.lon.max() + hx),
+                float(self.lat.min() - hy), float(self.lat.max() + hy))
+
+    @property
+    def unwrapped(self) -> bool:
+        """Whether longitudes pass ±180 (ticks are then labelled in −180 … 180)."""
+        west, east = self.extent[:2]
+        return east > 180 + 1e-6 or west < -180 - 1e-6
+
+    def field(self, cells: np.ndarray, fill: float = np.nan) -> np.ndarray:
+        """``(lat, lon)`` image of per-cell values, ``fill`` where there is no land cell."""
+        cells = np.asarray(cells)
+        dtype = np.result_type(cells.dtype, np.asarray(fill).dtype)
+        out = np.full(self.lat.size * self.lon.size, fill, dtype=dtype)
+        out[self.flat] = cells
+        return out.reshape(self.lat.size, self.lon.size)
+
+
+def _map_grid(grid: xr.Dataset) -> _MapGrid:
+    """The drawn layout of ``grid`` (see :class:`_MapGrid`); its columns must run east."""
+    lat = grid["lat"].values.astype(float)
+    lon = grid["lon"].values.astype(float)
+    steps = np.mod(np.diff(lon), 360.0)
+    res = float(steps[0]) if steps.size else 0.5
+    east = lon[0] + np.concatenate([[0.0], np.cumsum(steps)])  # continuous, ascending
+    if east[-1] + res / 2 <= 180 + 1e-6 or east[-1] - east[0] + res <= 180 + 1e-6:
+        # an ordinary box as it is; one across the antimeridian unwrapped, in one piece
+        drawn, column = east, np.arange(lon.size)
+    else:  # across the antimeridian and wider than half the globe: a world map, -180 … 180
+        first = -180.0 + float(np.mod(lon[0] + 180.0, res))
+        drawn = first + res * np.arange(int(round(360.0 / res)))
+        wrapped = np.mod(lon - first, 360.0) + first
+        column = np.rint((wrapped - first) / res).astype(int)
+    rows, cols = np.divmod(grid["cell_index"].values, lon.size)
+    return _MapGrid(lat=lat, lon=drawn, flat=rows * drawn.size + column[cols], column=column)
 
 
 def _map_height(extent: tuple[float, float, float, float], width: float) -> float:
@@ -124,7 +169,8 @@ def _say(ax: Axes, text: str, **kwargs) -> None:
 
 @functools.lru_cache(maxsize=64)
 def _coast_segments(extent: tuple[float, float, float, float]) -> tuple[np.ndarray, ...]:
-    """Coastline polylines ``(n, 2)`` of (lon, lat) over ``extent`` (west, east, south, north)."""
+    """Coastline polylines ``(n, 2)`` of (lon, lat) over ``extent`` (west, east, south, north);
+    longitudes may run past ±180 (an unwrapped map), the land sampled where they wrap to."""
     import contourpy
 
     from twsbench.core.landmask import land_fraction
@@ -156,7 +202,8 @@ def coastline(ax: Axes, extent: tuple[float, float, float, float] | list[float]
     ax
         A map axes in degrees (x longitude, y latitude).
     extent
-        (west, east, south, north) in degrees.
+        (west, east, south, north) in degrees; west < east, either may lie past ±180 for a map
+        unwrapped across the antimeridian (e.g. 170 … 190).
 
     Returns
     -------
@@ -173,12 +220,11 @@ def coastline(ax: Axes, extent: tuple[float, float, float, float] | list[float]
     return segments
 
 
-def _mascon_edges(grid: xr.Dataset) -> np.ndarray:
-    """Segments ``(n, 2, 2)`` along the borders between cells of different mascons."""
-    flat = np.full(grid.sizes["lat"] * grid.sizes["lon"], -1)
-    flat[grid["cell_index"].values] = grid["cell_mascon"].values
-    field = flat.reshape(grid.sizes["lat"], grid.sizes["lon"])
-    lat, lon = grid["lat"].values, grid["lon"].values
+def _mascon_edges(where: _MapGrid, cell_mascon: np.ndarray) -> np.ndarray:
+    """Segments ``(n, 2, 2)`` along the borders between cells of different mascons, drawn
+    where ``where`` puts the cells."""
+    field = where.field(np.asarray(cell_mascon, dtype=int), fill=-1)
+    lat, lon = where.lat, where.lon
     hy, hx = _res(lat) / 2, _res(lon) / 2
     segs = []
     i, j = np.nonzero((field[:, :-1] != field[:, 1:]) & (np.maximum(field[:, :-1],
@@ -193,13 +239,31 @@ def _mascon_edges(grid: xr.Dataset) -> np.ndarray:
     return np.asarray(segs, dtype=float).reshape(-1, 2, 2)
 
 
-def _map_axes(ax: Axes, extent: tuple[float, float, float, float], title: str) -> None:
+def _lon_label(x: float, _pos: object = None) -> str:
+    """A tick at ``x`` degrees east, labelled in −180 … 180 (180 stays 180)."""
+    wrapped = 180.0 - float(np.mod(180.0 - x, 360.0))
+    return f"{wrapped:g}".replace("-", "\N{MINUS SIGN}")
+
+
+def _map_axes(ax: Axes, where: _MapGrid, title: str) -> None:
+    """Limits, coastlines and ticks of a map drawn in ``where``'s layout."""
+    extent = where.extent
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     ax.set_aspect("equal")
     coastline(ax, extent)
+    if where.unwrapped:
+        from matplotlib.ticker import FuncFormatter
+
+        ax.xaxis.set_major_formatter(FuncFormatter(_lon_label))
     ax.set_title(title, fontsize=9)
     ax.tick_params(labelsize=7)
+
+
+def _draw_field(ax: Axes, where: _MapGrid, cells: np.ndarray, **kwargs):
+    """Image of per-cell values, each cell at its own longitude and latitude."""
+    return ax.imshow(where.field(np.asarray(cells, dtype=float)), origin="lower",
+                     extent=where.extent, interpolation="nearest", **kwargs)
 
 
 # ---- predictions ---------------------------------------------------------------------------
@@ -251,7 +315,8 @@ def _map_figures(grid: xr.Dataset, preds: dict, meta: dict) -> list[tuple[str, F
 
     months = grid["month"].values.astype("datetime64[M]")
     cm = grid["cell_mascon"].values
-    extent = _extent(grid)
+    where = _map_grid(grid)
+    extent = where.extent
     truth = grid["truth"].values if "truth" in grid else None
     out = []
     for k in _map_months(grid, meta):
@@ -274,11 +339,10 @@ def _map_figures(grid: xr.Dataset, preds: dict, meta: dict) -> list[tuple[str, F
             fig, axes = _panel_grid(len(group), 3.6, _map_height(extent, 3.6))
             for ax, (title, values) in zip(axes.flat, group, strict=False):
                 if np.isfinite(values).any():
-                    ax.imshow(_grid_field(grid, values), origin="lower", extent=extent,
-                              cmap=cmap, vmin=-lim, vmax=lim, interpolation="nearest")
+                    _draw_field(ax, where, values, cmap=cmap, vmin=-lim, vmax=lim)
                 else:
                     _say(ax, reason)
-                _map_axes(ax, extent, title)
+                _map_axes(ax, where, title)
             fig.colorbar(ScalarMappable(Normalize(-lim, lim), cmap), ax=axes, shrink=0.8,
                          label="mm")
             what = "TWSA error against the truth" if suffix else "TWSA"
@@ -584,8 +648,9 @@ def _gain_figure(grid: xr.Dataset, gains: dict[str, np.ndarray], reference: str)
     cm = grid["cell_mascon"].values
     cmap = ListedColormap(list(GAIN_COLOURS))
     norm = BoundaryNorm([-1.5, -0.5, 0.5, 1.5], cmap.N)
-    extent = _extent(grid)
-    edges = _mascon_edges(grid)
+    where = _map_grid(grid)
+    extent = where.extent
+    edges = _mascon_edges(where, cm)
     fig, axes = _panel_grid(len(gains), 3.4, _map_height(extent, 3.4))
     for ax, (model, gain) in zip(axes.flat, gains.items(), strict=False):
         gain = np.asarray(gain)
@@ -595,13 +660,12 @@ def _gain_figure(grid: xr.Dataset, gains: dict[str, np.ndarray], reference: str)
         if not np.isin(gain, (-1, 0, 1)).all():
             raise ValueError(f"gains[{model!r}]: expected values -1, 0 or +1, found "
                              f"{sorted(set(np.unique(gain).tolist()) - {-1, 0, 1})}")
-        ax.imshow(_grid_field(grid, gain[cm].astype(float)), origin="lower", extent=extent,
-                  cmap=cmap, norm=norm, interpolation="nearest")
+        _draw_field(ax, where, gain[cm], cmap=cmap, norm=norm)
         if len(edges):
             ax.add_collection(LineCollection(list(edges), colors="white", linewidths=0.5,
                                              zorder=2), autolim=False)
         better, worse = float(np.mean(gain == 1)), float(np.mean(gain == -1))
-        _map_axes(ax, extent, f"{model}: {better:.0%} better, {worse:.0%} worse")
+        _map_axes(ax, where, f"{model}: {better:.0%} better, {worse:.0%} worse")
     labels = (f"worse than {reference}", "no significant difference",
               f"better than {reference}")
     fig.legend(handles=[Patch(fc=c, ec="0.5", label=lab)
