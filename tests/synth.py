@@ -1,4 +1,4 @@
-"""Tiny synthetic input files in the real formats of ``shared/specs/data-formats.md``.
+"""Tiny synthetic input files in the real formats of ``docs/formats.md``.
 
 Every writer builds its file with the netCDF4 library, so the tests carry no binary fixtures.
 Values are returned (or computable with :func:`pattern`) in *file* order, so a test can check

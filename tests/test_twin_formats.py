@@ -1,8 +1,8 @@
-"""The twin world's files against the real-file formats of specs/data-formats.md.
+"""The twin world's files against the real-file formats of docs/formats.md.
 
 Every check opens the files with plain ``netCDF4.Dataset`` (not this project's readers, not
-xarray), so a reader bug cannot hide a writer bug. Expected values are copied from the spec, not
-imported from ``suite``.
+xarray), so a reader bug cannot hide a writer bug. Expected values are copied from
+docs/formats.md, not imported from ``twsbench``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ JPL_FILL = -99999.0
 DAY = np.timedelta64(1, "D")
 EPOCH_2002 = np.datetime64("2002-01-01T00:00:00", "s")
 
-# spec section 2: the 33 months without a solution, 2002-04 .. 2022-12
+# docs/formats.md, "Missing months": the 33 months without a solution, 2002-04 .. 2022-12
 MISSING = (
     "2002-06 2002-07 2003-06 2011-01 2011-06 2012-05 2012-10 2013-03 2013-08 2013-09 2014-02 "
     "2014-07 2014-12 2015-06 2015-10 2015-11 2016-04 2016-09 2016-10 2017-02 "
@@ -40,9 +40,9 @@ MISSING = (
 ).split()
 GRACE_MONTHS = np.arange(np.datetime64("2002-04", "M"), np.datetime64("2023-01", "M"))
 
-# spec section 4: which stream holds which variable, and the units attribute each may carry.
-# The spec table gives the physical unit ("m3 m-3", "m per day (monthly mean)", ...); the
-# attribute spelling in new-CDS files is ecCodes' ("m**3 m**-3", "m").
+# docs/formats.md, "ERA5": which stream holds which variable, and the units attribute each may
+# carry. The physical units are "m3 m-3", "m per day (monthly mean)", ...; the attribute
+# spelling in new-CDS files is ecCodes' ("m**3 m**-3", "m").
 ERA5_STREAMS = {
     AVGUA: ("avgua", ("swvl1", "swvl2", "swvl3", "swvl4", "sd", "src", "t2m")),
     AVGAD: ("avgad", ("tp", "e", "ro")),
@@ -158,7 +158,7 @@ def test_the_five_files_and_their_names(world_dir, grace, wghm):
 
 
 # --------------------------------------------------------------------------------------------
-# JPL mascons (spec section 1)
+# JPL mascons (docs/formats.md, "JPL GRACE/GRACE-FO mascons")
 
 
 def test_jpl_dimensions(grace):
@@ -235,7 +235,7 @@ def test_jpl_records_are_the_non_missing_months(grace):
     mid = months.astype("datetime64[s]") + (
         (months + 1).astype("datetime64[s]") - months.astype("datetime64[s]")) // 2
     assert np.max(np.abs(epochs - mid)) <= np.timedelta64(18, "D")
-    # the solutions dated in the neighbouring month (spec section 2)
+    # the solutions dated in the neighbouring month (docs/formats.md, "Missing months")
     by_month = dict(zip(months.astype(str), epochs, strict=True))
     for month, near in (("2011-11", "2011-10-30"), ("2011-12", "2012-01-01"),
                         ("2015-05", "2015-04-27"), ("2017-03", "2017-03-31T12:00")):
@@ -245,7 +245,8 @@ def test_jpl_records_are_the_non_missing_months(grace):
 
 
 def test_jpl_flooring_time_gives_the_spec_duplicates(grace):
-    """Flooring the epochs to months gives the spec's four duplicates (and four false gaps)."""
+    """Flooring the epochs to months gives the four duplicates of docs/formats.md (and four
+    false gaps)."""
     floored = _months_of(EPOCH_2002 + np.rint(grace["time"][:] * 86400).astype(
         "timedelta64[s]"))
     dups = sorted(m for m, n in Counter(floored.astype(str)).items() if n > 1)
@@ -317,7 +318,7 @@ def test_jpl_static_fields(grace, grace_window):
 
 
 def test_jpl_mascon_ids_are_whole_numbers_from_1(grace):
-    """Real files number JPL's 4,551 caps; the twin numbers its own JPL-like tiling (DESIGN.md:
+    """Real files number JPL's 4,551 caps; the twin numbers its own JPL-like tiling (docs/twin.md:
     3° bands of round(120·cos φ) tiles, 4,584 in all), contiguously from 1."""
     ids = grace["mascon_ID"][:]
     assert ids.min() == 1
@@ -377,7 +378,7 @@ def test_jpl_mean_2004_2009_removed(grace, grace_window):
 
 
 # --------------------------------------------------------------------------------------------
-# WaterGAP 2.2e (spec section 3)
+# WaterGAP 2.2e (docs/formats.md, "WaterGAP 2.2e")
 
 
 def test_wghm_layout(wghm):
@@ -426,7 +427,7 @@ def test_wghm_values_and_fill(wghm, grace):
 
 
 # --------------------------------------------------------------------------------------------
-# ERA5 new-CDS monthly means (spec section 4)
+# ERA5 new-CDS monthly means (docs/formats.md, "ERA5 and ERA5-Land monthly means")
 
 
 @pytest.mark.parametrize("fname", [AVGUA, AVGAD])
@@ -554,7 +555,7 @@ def test_era5_storage_and_water_balance(era5_land):
 
 
 # --------------------------------------------------------------------------------------------
-# truth.nc (DESIGN.md, "The twin world")
+# truth.nc (docs/twin.md, "Files")
 
 
 def test_truth_layout(truth, wghm):

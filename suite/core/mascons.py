@@ -7,7 +7,7 @@ the other way:
 - ``A.T`` (:attr:`Mascons.AT`), the exact transpose: the adjoint, for gradients and normal
   equations (``A.T @ g`` puts ``w_i · g_m`` on cell *i*).
 - ``E`` (:attr:`Mascons.E`), the transpose of ``A``'s sparsity pattern: it repeats each mascon
-  value over the mascon's cells. This is what "spreading back" means in the design, and
+  value over the mascon's cells. This is what "spreading back" means in docs/architecture.md, and
   ``A @ E = I``. The sub-mascon deviation ``D = I − E A`` removes mascon means exactly
   (``A D = 0`` and ``D² = D``).
 """

@@ -1,4 +1,4 @@
-"""Write the twin world in the exact real file formats (see specs/data-formats.md).
+"""Write the twin world in the exact real file formats (see docs/formats.md).
 
 Each file is written to a temporary name beside its target and renamed when complete.
 """
