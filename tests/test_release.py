@@ -19,7 +19,7 @@ from twsbench.core.config import parse
 from twsbench.pipeline.benchmark import run
 from twsbench.prepare.store import prepare
 from twsbench.release.product import release, validate
-from twsbench.running.catalog import make
+from twsbench.running.catalog import get_class, make
 from twsbench.scoring import metrics
 
 TINY = tiny.table(models=tiny.quick(["mascon", "pattern_transfer", "lightgbm"], seeds=[0, 1]))
@@ -269,11 +269,12 @@ def test_release_refits_what_was_scored_conserve_parameters_included(tmp_path, t
     run_dir, _ = run(parse(table), tmp_path / "reports")
     meta = json.loads((run_dir / "meta.json").read_text())
     scored = [r for r in meta["runs"] if r["name"] == "lightgbm+conserve"]
-    assert [(r["seed"], r["params"]) for r in scored] == [(0, mine), (1, mine)]
+    resolved = {**get_class("lightgbm").defaults, **mine}  # the records name every parameter
+    assert [(r["seed"], r["params"]) for r in scored] == [(0, resolved), (1, resolved)]
     path = release(run_dir, tmp_path / "product.nc")
     with xr.open_dataset(path) as ds:
         assert ds.attrs["model"] == "lightgbm+conserve"
-        assert json.loads(ds.attrs["model_params"]) == mine
+        assert json.loads(ds.attrs["model_params"]) == resolved
         assert json.loads(ds.attrs["ensemble_seeds"]) == [0, 1]
         product = tiny_grids.from_grid(ds["twsa"].values).astype(np.float64)
     g, _ = tiny_grids.withhold(np.zeros(tiny_grids.months.size, dtype=bool))

@@ -14,7 +14,7 @@ import ast
 import hashlib
 import importlib.util
 from collections.abc import Iterable
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 ROOT = "twsbench"
@@ -86,6 +86,14 @@ def imports_of(name: str) -> set[str]:
     path, is_package = source_of(name)
     if path is None:
         return set()
+    stat = path.stat()
+    return set(_imports(name, path, is_package, stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=1024)
+def _imports(name: str, path: Path, is_package: bool, mtime_ns: int, size: int
+             ) -> frozenset[str]:
+    """:func:`imports_of`, parsed once per version of the file (its time and size)."""
     tree = ast.parse(path.read_bytes(), filename=str(path))
     package = name if is_package else name.rpartition(".")[0]
     found: set[str] = set()
@@ -105,7 +113,7 @@ def imports_of(name: str) -> set[str]:
             if source_of(target)[0] is not None:  # a module, not a name inside one
                 found.add(target)
                 found.update(p for p in _parents(target))
-    return found
+    return frozenset(found)
 
 
 def modules(roots: Iterable[str]) -> list[str]:

@@ -45,13 +45,19 @@ def file_hash(path: Path) -> str:
     return value
 
 
+def twin_key(domain: Domain, seed: int, realism: str) -> str:
+    """The twin world's cache entry: its domain, level and seed, and the code that writes it
+    (the modules :mod:`twsbench.twin` imports)."""
+    return f"{domain.name}-{realism}-seed{seed}-{codehash.digest(codehash.TWIN)}"
+
+
 def twin_inputs(domain: Domain, seed: int, realism: str = "realistic",
                 stage: Stage | None = None) -> InputFiles:
     """The twin world's files for ``domain``, ``seed`` and ``realism``, generated once into
     the cache."""
     from twsbench.twin import WorldFiles, make_world
 
-    name = f"{domain.name}-{realism}-seed{seed}-{codehash.digest(codehash.TWIN)}"
+    name = twin_key(domain, seed, realism)
     target = cache.cache_dir() / "twin" / name
     files = WorldFiles.in_dir(target)
     if not all(p.exists() for p in files.all()):
