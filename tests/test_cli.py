@@ -59,10 +59,29 @@ def test_readme_configuration_example_is_valid():
         make(name, params=params_for(config, name))
 
 
-def test_readme_quick_start_matches_ci():
-    text = README.read_text()
-    assert "tox -e benchmark" in text and "tox -e py" in text
-    assert "tox -e py" in (ROOT / ".ci" / "run").read_text()
+def quick_start() -> list[str]:
+    """The README's quick-start commands, as ``.ci/run`` reads them."""
+    section = README.read_text().split("\n## Quick start\n", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_readme_quick_start_is_two_commands_that_ci_runs_verbatim():
+    """Two commands, the main job then the tests, in a virtual environment of their own (no
+    pip into the system Python); CI takes them from the README itself."""
+    main_job, tests = quick_start()
+    assert main_job.startswith("python3 -m venv .venv && ")
+    assert "tox -e benchmark" in main_job and "pip install" in main_job
+    assert "python3 -m pip" not in main_job  # pip only inside the virtual environment
+    assert tests.split("#")[0].strip() == ".venv/bin/tox -e py"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "/^## Quick start/" in ci and 'bash -euo pipefail -c "$main_job"' in ci
+    assert 'bash -euo pipefail -c "$tests"' in ci
+    extracted = subprocess.run(
+        ["awk", "/^## Quick start/ {on = 1} on && /^```/ {n++; next} on && n == 1",
+         str(README)], capture_output=True, text=True, check=True).stdout
+    assert [line for line in extracted.splitlines() if line.strip()] == [main_job, tests]
+    assert "awk '/^## Quick start/ {on = 1} on && /^```/ {n++; next} on && n == 1'" in ci
 
 
 def test_world_writes_five_files_and_a_summary(tmp_path):

@@ -640,3 +640,26 @@ def test_registered_reductions_differ_as_named():
     w = np.array([3.0, 1.0])
     assert M.METRICS.get("nse")(pred, ref, w) == pytest.approx(0.8)  # weighted median
     assert M.METRICS.get("nse_mean")(pred, ref, w) == pytest.approx(0.6)
+
+
+def test_shared_work_gives_identical_scores(tiny_grids, tiny_truth, monkeypatch):
+    """The scores table reuses work between scores of the same arrays
+    (:func:`twsbench.scoring.metrics.shared_work`); every score and monthly value is the very
+    value computed without it."""
+    import contextlib
+
+    from twsbench.scoring import table
+
+    grids, truth = tiny_grids, tiny_truth
+    rng = np.random.default_rng(5)
+    cells = truth + rng.normal(0.0, 20.0, truth.shape)
+    cells[~grids.has_grace] = np.nan  # a model that needs GRACE: gaps in some splits
+    shared = table.score_prediction(grids, cells, truth, "m", 0, "r")
+    monkeypatch.setattr(table, "shared_work", contextlib.nullcontext)
+    alone = table.score_prediction(grids, cells, truth, "m", 0, "r")
+    for got, want in zip(shared, alone, strict=True):
+        assert len(got) == len(want)
+        for a, b in zip(got, want, strict=True):  # rows: names, then the value
+            value = 6 if len(a) == 8 else 5  # a scores row, or a monthly row
+            assert a[:value] == b[:value] and a[value + 1:] == b[value + 1:]
+            assert a[value] == b[value] or (np.isnan(a[value]) and np.isnan(b[value])), (a, b)

@@ -32,9 +32,11 @@ Inputs
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -51,6 +53,42 @@ _FLAT = 64.0
 _YEAR = 12.0
 _OMEGA = 2.0 * np.pi / _YEAR
 KGE_PARTS = ("kge", "r", "alpha", "beta", "beta_std")
+
+
+# ---- work shared between scores of the same arrays -------------------------------------------
+_shared = threading.local()
+
+
+@contextlib.contextmanager
+def shared_work() -> Iterator[None]:
+    """Inside the block, kernels called again on the *same array objects* reuse their result
+    (per-unit NSE and KGE, annual harmonics, trends, sub-mascon deviations and their moments)
+    instead of computing it again: a scores table asks for many scores of one prediction, and
+    several share these parts. The results are the very same arrays, so every score is
+    identical with and without the block. Keep the block short (one split and region): it
+    holds the arrays it has seen."""
+    outer = getattr(_shared, "memo", None)
+    _shared.memo = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _shared.memo = outer
+
+
+def _reused(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` remembered by the identity of its arguments inside :func:`shared_work`."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        memo = getattr(_shared, "memo", None)
+        if memo is None:
+            return func(*args, **kwargs)
+        key = (func.__name__, *(id(a) for a in args),
+               *((k, id(v)) for k, v in sorted(kwargs.items())))
+        if key not in memo:  # the arguments are kept, so their ids stay theirs
+            memo[key] = (func(*args, **kwargs), args, kwargs)
+        return memo[key][0]
+
+    return wrapper
 
 
 # ---- inputs ---------------------------------------------------------------------------------
@@ -123,6 +161,8 @@ class _Moments(NamedTuple):
 
 def _scale(x: np.ndarray, w: np.ndarray, axis: int | None) -> np.ndarray:
     """Largest magnitude of ``x`` where ``w > 0`` (for round-off thresholds)."""
+    if w.all():  # every entry counts (weights are >= 0): no masked copy needed
+        return np.maximum(x.max(axis=axis, keepdims=True), -x.min(axis=axis, keepdims=True))
     return np.max(np.abs(np.where(w > 0, x, 0.0)), axis=axis, keepdims=True)
 
 
@@ -286,6 +326,7 @@ def pearson_r(pred: Any, ref: Any, weights: Any = None) -> float:
 
 
 # ---- per-unit scores over time --------------------------------------------------------------
+@_reused
 def nse_per_unit(pred: Any, ref: Any) -> np.ndarray:
     r"""Nash–Sutcliffe efficiency of each unit over its finite months.
 
@@ -344,6 +385,7 @@ def nse(pred: Any, ref: Any, weights: Any = None, *, reduce: Reduce = "median") 
     return _reduce(nse_per_unit(p, ref), _weights(weights, p.shape[1]), reduce)
 
 
+@_reused
 def kge_per_unit(pred: Any, ref: Any) -> dict[str, np.ndarray]:
     r"""Kling–Gupta efficiency for anomalies (KGE'') of each unit over its finite months.
 
@@ -529,6 +571,7 @@ class _Deviations(NamedTuple):
     r: np.ndarray
 
 
+@_reused
 def _deviations(pred_cells: Any, ref_cells: Any, A: Any, cell_mascon: Any) -> _Deviations:
     """Pairwise sub-mascon deviations ``D ŷ`` and ``D y`` and where both exist.
 
@@ -543,8 +586,9 @@ def _deviations(pred_cells: Any, ref_cells: Any, A: Any, cell_mascon: Any) -> _D
     if cm.shape != (p.shape[1],) or A.shape[1] != p.shape[1]:
         raise ValueError(f"expected cell_mascon of shape ({p.shape[1]},) and A with "
                          f"{p.shape[1]} columns, found {cm.shape} and {A.shape}")
-    if valid.all():
-        dp, dr = kernels.deviation(A, cm, p), kernels.deviation(A, cm, r)
+    if valid.all():  # no gaps: D of each field alone (the same arrays as the inputs)
+        dp = _field_deviation(A, cm, _series(pred_cells, "pred_cells"))
+        dr = _field_deviation(A, cm, _series(ref_cells, "ref_cells"))
     else:
         share = np.asarray(kernels.apply_A(A, valid.astype(np.float64)))
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -556,6 +600,12 @@ def _deviations(pred_cells: Any, ref_cells: Any, A: Any, cell_mascon: Any) -> _D
     return _Deviations(np.where(ok, dp, 0.0), np.where(ok, dr, 0.0), ok, p, r)
 
 
+@_reused
+def _field_deviation(A: Any, cell_mascon: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return kernels.deviation(A, cell_mascon, x)
+
+
+@_reused
 def _deviation_moments(d: _Deviations, weights: Any, axis: int | None) -> _Moments:
     w = d.ok * _weights(weights, d.dp.shape[1])
     return _moments(d.dp, d.dr, w, axis, _scale(d.p, w, axis), _scale(d.r, w, axis))
@@ -683,6 +733,7 @@ def submascon_nse(pred_cells: Any, ref_cells: Any, A: Any, cell_mascon: Any,
 
 
 # ---- trends and the annual cycle ------------------------------------------------------------
+@_reused
 def trend_per_unit(x: Any, years: Any) -> np.ndarray:
     r"""Least-squares linear trend of each unit over its finite months.
 
@@ -734,10 +785,12 @@ def submascon_trend_error(pred_cells: Any, ref_cells: Any, A: Any, cell_mascon: 
         RMS trend error in mm/yr; NaN when no cell with weight has both trends.
     """
     d = _deviations(pred_cells, ref_cells, A, cell_mascon)
-    dp = np.where(d.ok, d.dp, np.nan)
-    dr = np.where(d.ok, d.dr, np.nan)
+    w = _weights(weights, d.dp.shape[1])
+    cells = np.flatnonzero(w > 0)  # trends are per cell: only the weighted cells count
+    dp = np.where(d.ok[:, cells], d.dp[:, cells], np.nan)
+    dr = np.where(d.ok[:, cells], d.dr[:, cells], np.nan)
     diff2 = (trend_per_unit(dp, years) - trend_per_unit(dr, years)) ** 2
-    return float(np.sqrt(_weighted_mean(diff2, _weights(weights, dp.shape[1]))))
+    return float(np.sqrt(_weighted_mean(diff2, w[cells])))
 
 
 def trend_error(pred: Any, ref: Any, years: Any, weights: Any = None) -> float:
@@ -833,6 +886,7 @@ def annual_harmonic(x: Any, months: Any) -> AnnualCycle:
     return AnnualCycle(amplitude=np.hypot(c1, s1), phase=phase)
 
 
+@_reused
 def _annual_pair(pred: Any, ref: Any, months: Any) -> tuple[AnnualCycle, AnnualCycle]:
     p, r, valid = _pair(pred, ref)
     p, r = _masked(p, r, valid)

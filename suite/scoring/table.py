@@ -26,7 +26,7 @@ from twsbench.core import kernels
 from twsbench.core.config import Ranking
 from twsbench.core.splits import TASK_SPLITS
 from twsbench.prepare.grids import Grids
-from twsbench.scoring.metrics import METRICS, trend_per_unit
+from twsbench.scoring.metrics import METRICS, shared_work, trend_per_unit
 
 COLUMNS = ("run_id", "model", "seed", "split", "region", "metric", "value", "higher_is_better")
 SPLITS = ("train", "validation", *TASK_SPLITS)
@@ -162,37 +162,48 @@ def score_prediction(grids: Grids, cells: np.ndarray, truth: np.ndarray | None,
         split_truth = truth[months] if truth is not None else None
         split_fields = {label: grids.fields[field][months] for label, field in SOURCES.items()}
         for view in views:
-            A, cm, wc, wm = view.A, view.cell_mascon, view.cell_area, view.mascon_area
-            c, t = view.cells_of(split_cells), view.cells_of(split_truth)
-            p, g = view.mascons_of(p_all), view.mascons_of(g_all)
-            values: dict[str, float] = {}
-            for s in SCORES:
-                metric = METRICS.get(s.metric)
-                if s.kind == "mascon_grace":
-                    values[s.name] = metric(p, g, wm)
-                elif s.kind == "conservation":
-                    values[s.name] = metric(c, g, A, wm)
-                elif t is not None and s.kind == "fine_truth":
-                    if s.metric == "trend_error":
-                        values[s.name] = metric(c, t, years, wc)
-                    elif s.metric.startswith("annual_"):
-                        values[s.name] = metric(c, t, month_axis, wc)
-                    else:
-                        values[s.name] = metric(c, t, wc)
-                elif t is not None and s.kind == "submascon":
-                    values[s.name] = metric(c, t, A, cm, wc)
-                elif t is not None and hot is not None and s.kind == "hotspot":
-                    hot_cells = hot if view.cells is None else hot[view.cells]
-                    values[s.name] = metric(c, t, A, cm, years, wc * hot_cells)
-            corr = METRICS.get("mean_spatial_correlation")
-            for label, field in split_fields.items():
-                values[f"r_submascon_{label}"] = corr(c, view.cells_of(field), A, cm, wc)
-            if t is not None:
-                values["r_submascon_truth"] = corr(c, t, A, cm, wc)
+            with shared_work():  # the scores below share deviations, harmonics, moments
+                values = _view_scores(view, split_cells, split_truth, p_all, g_all,
+                                      split_fields, years, month_axis, hot)
             for name, value in values.items():
                 rows.append((run_id, model, seed, split, view.name, name, float(value),
                              higher_is_better(name)))
     return rows, monthly_rows(grids, cells, pred_m, truth, model, seed, grace)
+
+
+def _view_scores(view: _Region, split_cells: np.ndarray, split_truth: np.ndarray | None,
+                 p_all: np.ndarray, g_all: np.ndarray, split_fields: dict[str, np.ndarray],
+                 years: np.ndarray, month_axis: np.ndarray, hot: np.ndarray | None
+                 ) -> dict[str, float]:
+    """Every score of one split's prediction over one region."""
+    A, cm, wc, wm = view.A, view.cell_mascon, view.cell_area, view.mascon_area
+    c, t = view.cells_of(split_cells), view.cells_of(split_truth)
+    p, g = view.mascons_of(p_all), view.mascons_of(g_all)
+    values: dict[str, float] = {}
+    for s in SCORES:
+        metric = METRICS.get(s.metric)
+        if s.kind == "mascon_grace":
+            values[s.name] = metric(p, g, wm)
+        elif s.kind == "conservation":
+            values[s.name] = metric(c, g, A, wm)
+        elif t is not None and s.kind == "fine_truth":
+            if s.metric == "trend_error":
+                values[s.name] = metric(c, t, years, wc)
+            elif s.metric.startswith("annual_"):
+                values[s.name] = metric(c, t, month_axis, wc)
+            else:
+                values[s.name] = metric(c, t, wc)
+        elif t is not None and s.kind == "submascon":
+            values[s.name] = metric(c, t, A, cm, wc)
+        elif t is not None and hot is not None and s.kind == "hotspot":
+            hot_cells = hot if view.cells is None else hot[view.cells]
+            values[s.name] = metric(c, t, A, cm, years, wc * hot_cells)
+    corr = METRICS.get("mean_spatial_correlation")
+    for label, field in split_fields.items():
+        values[f"r_submascon_{label}"] = corr(c, view.cells_of(field), A, cm, wc)
+    if t is not None:
+        values["r_submascon_truth"] = corr(c, t, A, cm, wc)
+    return values
 
 
 def _monthly_mse(err2: np.ndarray, w: np.ndarray) -> np.ndarray:
