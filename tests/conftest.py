@@ -17,25 +17,97 @@ README = Path(__file__).parent.parent / "README.md"
 
 
 @pytest.fixture(scope="session")
-def south_asia_world(tmp_path_factory):
-    """The default twin world (south-asia, seed 0), written once per test session."""
-    from twsbench.core.domains import get_domain
-    from twsbench.twin import make_world
+def shared(tmp_path_factory):
+    """A folder shared by every worker of this test session (pytest-xdist runs several):
+    what is built there is built once (:func:`build_once`)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
-    out = tmp_path_factory.mktemp("world-south-asia")
-    world, files, timings = make_world(get_domain("south-asia"), 0, out)
-    return world, files
+
+def build_once(shared: Path, name: str, build) -> Path:
+    """``shared / name``, made by ``build(folder)`` in the first worker that asks for it; the
+    others wait for it (a file lock) and reuse it."""
+    import shutil
+
+    from filelock import FileLock
+
+    target = shared / name
+    with FileLock(str(shared / f"{name}.lock")):
+        if not (target / ".complete").exists():
+            if target.exists():
+                shutil.rmtree(target)
+            target.mkdir(parents=True)
+            build(target)
+            (target / ".complete").touch()
+    return target
 
 
 @pytest.fixture(scope="session")
-def tiny_world(tmp_path_factory):
-    """A small bbox twin world (a few dozen mascons) for quick end-to-end checks."""
+def south_asia_world(shared):
+    """The default twin world's files (south-asia, seed 0), written once per test session."""
     from twsbench.core.domains import get_domain
-    from twsbench.twin import make_world
+    from twsbench.twin import WorldFiles, make_world
 
-    out = tmp_path_factory.mktemp("world-tiny")
-    world, files, _ = make_world(get_domain(bbox=(20.0, 32.0, 72.0, 88.0)), 3, out)
-    return world, files
+    folder = build_once(shared, "world-south-asia",
+                        lambda out: make_world(get_domain("south-asia"), 0, out))
+    return WorldFiles.in_dir(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_world(shared):
+    """A small bbox twin world's files (a few dozen mascons) for quick end-to-end checks."""
+    from twsbench.core.domains import get_domain
+    from twsbench.twin import WorldFiles, make_world
+
+    folder = build_once(shared, "world-tiny", lambda out: make_world(
+        get_domain(bbox=(20.0, 32.0, 72.0, 88.0)), 3, out))
+    return WorldFiles.in_dir(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(shared):
+    """The session's shared run of :data:`tests.tiny.RUN` (made once, by whichever worker
+    asks first): read it, never write into it."""
+    from tests import tiny
+    from twsbench.core.config import parse
+    from twsbench.pipeline.benchmark import run
+
+    folder = build_once(shared, "tiny-run",
+                        lambda out: run(parse(tiny.RUN), out / "reports"))
+    (run_dir,) = [p for p in (folder / "reports").iterdir() if not p.name.startswith(".")]
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_product(shared, tiny_run):
+    """``twsbench release`` of the shared run (made once): read it, never write into it."""
+    from twsbench.release.product import release
+
+    folder = build_once(shared, "tiny-product",
+                        lambda out: release(tiny_run, out / "product.nc"))
+    return folder / "product.nc"
+
+
+@pytest.fixture(scope="session")
+def land_fraction():
+    """The cached 1/8° land fraction (made once into the tests' cache), for seeding fresh
+    caches: ``cache / LAND_FRACTION`` is where it goes."""
+    from twsbench.core import cache, landmask
+
+    landmask._fine_fraction()
+    return cache.cache_dir() / LAND_FRACTION
+
+
+#: Where the land fraction lies inside a cache folder.
+LAND_FRACTION = Path("landmask") / "land_fraction_0125deg_v2.npy"
+
+
+def seed_land_fraction(cache: Path, source: Path) -> None:
+    """Put the land fraction into a fresh cache (it costs a few seconds to make)."""
+    import shutil
+
+    (cache / LAND_FRACTION).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, cache / LAND_FRACTION)
 
 
 @pytest.fixture(scope="session")

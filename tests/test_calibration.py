@@ -22,7 +22,7 @@ def measured(south_asia_world, tmp_path_factory):
     out = {}
     for level in LEVELS:
         if level == "realistic":
-            _, files = south_asia_world
+            files = south_asia_world
         else:
             _, files, _ = make_world(get_domain("south-asia"), 0,
                                      tmp_path_factory.mktemp(f"world-{level}"), realism=level)

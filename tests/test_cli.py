@@ -98,7 +98,7 @@ def test_world_writes_five_files_and_a_summary(tmp_path):
 
 
 def test_inspect_reads_a_world(tiny_world):
-    _, files = tiny_world
+    files = tiny_world
     result = run_cli("inspect", str(files.grace.parent))
     assert result.returncode == 0, result.stderr
     for kind in ("grace", "wghm", "era5", "truth"):

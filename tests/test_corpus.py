@@ -1,5 +1,9 @@
 """A corpus of bad inputs through the CLI: each gives one clear line, exit status 2, and
-leaves no output behind (files are written by the tests, no binary fixtures)."""
+leaves no output behind (files are written by the tests, no binary fixtures).
+
+The cases run the command in-process (``twsbench.cli.main``); a few run it as a subprocess
+too, where nothing but that one line may reach the terminal (logging, warnings, a
+traceback)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests import synth
+from tests.conftest import seed_land_fraction
 from twsbench.core import months as mo
 
 LAT = np.arange(-0.75, 1.0, 0.5)
@@ -146,10 +151,30 @@ CONFIGS = {
 }
 
 
-def _cli(args, cwd, cache):
-    env = {**os.environ, "TWSBENCH_CACHE_DIR": str(cache)}
-    return subprocess.run([sys.executable, "-m", "twsbench.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+#: cases also run as a subprocess of their own
+IN_A_SUBPROCESS = ("grace-units", "era5-zip-missing-stream", "config-split-no-room",
+                   "config-param-wrong-type")
+
+
+def _cli(args, cwd, cache, land_fraction, monkeypatch, subprocess_=False):
+    """``twsbench ARGS`` in ``cwd`` with a fresh ``cache`` (seeded with the land fraction):
+    the exit status and what it printed."""
+    import contextlib
+    import io
+
+    from twsbench.cli import main
+
+    seed_land_fraction(cache, land_fraction)
+    if subprocess_:
+        env = {**os.environ, "TWSBENCH_CACHE_DIR": str(cache)}
+        return subprocess.run([sys.executable, "-m", "twsbench.cli", *args], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=600)
+    monkeypatch.setenv("TWSBENCH_CACHE_DIR", str(cache))
+    monkeypatch.chdir(cwd)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def _check(result):
@@ -165,34 +190,38 @@ def test_the_corpus_has_at_least_25_cases():
 
 
 @pytest.mark.parametrize("case", list(FILES))
-def test_bad_file(tmp_path, case):
+def test_bad_file(tmp_path, case, land_fraction, monkeypatch):
     data = tmp_path / "data"
     data.mkdir()
     paths = FILES[case](data)
     before = sorted(p.name for p in data.iterdir())
-    line = _check(_cli(["inspect", *map(str, paths)], tmp_path, tmp_path / "cache"))
-    assert any(p.name in line for p in paths) or "data_stream" in line
-    assert sorted(p.name for p in data.iterdir()) == before  # nothing written beside them
+    for alone in (False, True) if case in IN_A_SUBPROCESS else (False,):
+        line = _check(_cli(["inspect", *map(str, paths)], tmp_path, tmp_path / "cache",
+                           land_fraction, monkeypatch, alone))
+        assert any(p.name in line for p in paths) or "data_stream" in line
+        assert sorted(p.name for p in data.iterdir()) == before  # nothing written beside
 
 
 @pytest.mark.parametrize("case", list(CONFIGS))
-def test_bad_config(tmp_path, case):
+def test_bad_config(tmp_path, case, land_fraction, monkeypatch):
     (tmp_path / "empty.nc").touch()
     (tmp_path / "a-folder").mkdir()
     cfg = tmp_path / f"{case}.toml"
     cfg.write_text(CONFIGS[case])
     cache = tmp_path / "cache"
-    line = _check(_cli(["run", str(cfg), "--out", str(tmp_path / "reports"), "-q"], tmp_path,
-                       cache))
-    assert cfg.name in line or "[" in line
-    assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
-    assert not list((cache / "grids").glob("*.nc")) if (cache / "grids").exists() else True
+    for alone in (False, True) if case in IN_A_SUBPROCESS else (False,):
+        line = _check(_cli(["run", str(cfg), "--out", str(tmp_path / "reports"), "-q"],
+                           tmp_path, cache, land_fraction, monkeypatch, alone))
+        assert cfg.name in line or "[" in line
+        assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
+        assert not list((cache / "grids").glob("*.nc")) if (cache / "grids").exists() else True
 
 
-def test_readme_shows_a_true_error_line(tmp_path):
+def test_readme_shows_a_true_error_line(tmp_path, land_fraction, monkeypatch):
     from tests.conftest import README
 
     cfg = tmp_path / "bad.toml"
     cfg.write_text(CONFIGS["config-param-wrong-type"])
-    line = _check(_cli(["run", str(cfg), "-q"], tmp_path, tmp_path / "cache"))
+    line = _check(_cli(["run", str(cfg), "-q"], tmp_path, tmp_path / "cache", land_fraction,
+                       monkeypatch))
     assert line in README.read_text()

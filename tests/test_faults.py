@@ -17,13 +17,12 @@ import pytest
 import xarray as xr
 
 from tests import tiny
+from tests.conftest import seed_land_fraction
 from twsbench.release.product import validate
 
-# soft_cnn trains 4 epochs so that a kill 3 s into training lands between checkpoints
-CONFIG = tiny.toml(tiny.table(models={
-    "names": ["mascon", "pattern_transfer", "lightgbm", "soft_cnn"],
-    "params": {"lightgbm": tiny.QUICK["lightgbm"],
-               "soft_cnn": {**tiny.QUICK["soft_cnn"], "epochs": 4}}}))
+# the session's shared run: soft_cnn trains 4 epochs, so that a kill 3 s into training lands
+# between checkpoints
+CONFIG = tiny.toml(tiny.RUN)
 
 
 def _start(args: list[str], cache: Path) -> subprocess.Popen:
@@ -66,16 +65,19 @@ def _visible_runs(out: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """An uninterrupted run and release, with their own cache."""
-    root = tmp_path_factory.mktemp("reference")
-    cfg = root / "tiny.toml"
+def reference(tiny_run, tiny_product, tmp_path_factory):
+    """An uninterrupted run and release of the same config (the session's shared ones), and
+    the config as a file for the CLI."""
+    cfg = tmp_path_factory.mktemp("config") / "tiny.toml"
     cfg.write_text(CONFIG)
-    _finish(_start(["run", str(cfg), "--out", str(root / "reports"), "-q"], root / "cache"))
-    (run_dir,) = _visible_runs(root / "reports")
-    product = root / "product.nc"
-    _finish(_start(["release", str(run_dir), "--out", str(product), "-q"], root / "cache"))
-    return cfg, run_dir, product
+    return cfg, tiny_run, tiny_product
+
+
+def _seeded(cache: Path, source: Path) -> Path:
+    """A fresh cache holding only the land fraction, which costs seconds to make and is not
+    what these tests kill (the each-stage test starts from an empty cache instead)."""
+    seed_land_fraction(cache, source)
+    return cache
 
 
 def _assert_same_run(out: Path, reference_run: Path) -> None:
@@ -86,9 +88,9 @@ def _assert_same_run(out: Path, reference_run: Path) -> None:
                                   pd.read_csv(runs[0] / "scores.csv"))
 
 
-def test_run_killed_at_random_points(reference, tmp_path):
+def test_run_killed_at_random_points(reference, tmp_path, land_fraction):
     cfg, ref_run, _ = reference
-    out, cache = tmp_path / "reports", tmp_path / "cache"
+    out, cache = tmp_path / "reports", _seeded(tmp_path / "cache", land_fraction)
     rng = np.random.default_rng(0)
     for delay in sorted(rng.uniform(1.0, 12.0, size=4)):
         killed = _kill_after(_start(["run", str(cfg), "--out", str(out), "-q"], cache), None,
@@ -127,10 +129,30 @@ def test_run_killed_at_each_stage(reference, tmp_path):
     assert not _leftovers(out, cache)
 
 
+def _with_world_and_grids(cache: Path) -> Path:
+    """A fresh cache holding the shared run's twin world and prepared grids (copied from the
+    tests' cache), as the run's own cache would: the release reloads them."""
+    import shutil
+
+    from twsbench.core import cache as main
+    from twsbench.core.config import parse
+    from twsbench.prepare.files import resolve_inputs
+    from twsbench.prepare.store import cache_key, grids_path
+
+    config = parse(tiny.RUN)
+    files = resolve_inputs(config)
+    for path in (files.grace.parent, grids_path(cache_key(files, config))):
+        target = cache / path.relative_to(main.cache_dir())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if path.is_dir() else shutil.copy)(path, target)
+    return cache
+
+
 def test_release_killed_several_times(reference, tmp_path):
     _, run_dir, ref_product = reference
-    cache = run_dir.parent.parent / "cache"  # the run's cache: release reloads its grids
-    target = tmp_path / "product.nc"
+    cache = _with_world_and_grids(tmp_path / "cache")
+    target = tmp_path / "release" / "product.nc"
+    target.parent.mkdir()
     args = ["release", str(run_dir), "--out", str(target)]
     rng = np.random.default_rng(1)
     points = [("fitting ", 0.2), ("writing", 0.0), ("writing", 0.3)]
@@ -146,7 +168,8 @@ def test_release_killed_several_times(reference, tmp_path):
     assert kills >= 3
     _finish(_start([*args, "-q"], cache))
     assert validate(target) == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["product.nc", "product.nc.sha256"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["product.nc",
+                                                               "product.nc.sha256"]
     assert not _leftovers(cache)
     with xr.open_dataset(ref_product) as a, xr.open_dataset(target) as b:
         for name in ("twsa", "twsa_uncertainty", "grace_available"):

@@ -19,16 +19,7 @@ from twsbench.core.config import parse
 from twsbench.pipeline.benchmark import run
 from twsbench.scoring.table import COLUMNS
 
-MODELS = tiny.quick(["mascon", "pattern_transfer", "lightgbm", "soft_cnn"])
-TINY = tiny.table(models=MODELS)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reports")
-    run_dir, reused = run(parse(TINY), out)
-    assert not reused
-    return run_dir
+MODELS = tiny.RUN_MODELS  # the session's shared run (tiny_run, tests/conftest.py)
 
 
 def test_run_writes_the_report_folder(tiny_run):
@@ -117,11 +108,14 @@ def test_report_rebuilds_from_saved_files(tiny_run, tmp_path):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
 
-def test_same_config_same_scores_and_runs_never_overwrite(tiny_run):
-    again, reused = run(parse(TINY), tiny_run.parent)
-    assert reused and again == tiny_run  # a finished run is left as it is
-    forced, reused = run(parse(TINY), tiny_run.parent, force=True)
-    assert not reused and forced != tiny_run and forced.name.startswith(tiny_run.name)
+def test_same_config_same_scores_and_runs_never_overwrite(tiny_run, tmp_path):
+    mine = tmp_path / "reports" / tiny_run.name  # a copy: the shared run is read only
+    shutil.copytree(tiny_run, mine)
+    again, reused = run(parse(tiny.RUN), mine.parent)
+    assert reused and again == mine  # a finished run is left as it is
+    forced, reused = run(parse(tiny.RUN), mine.parent, force=True)
+    assert not reused and forced != mine and forced.name.startswith(tiny_run.name)
+    assert sorted(p.name for p in mine.parent.iterdir()) == sorted([mine.name, forced.name])
     a = pd.read_csv(tiny_run / "scores.csv").drop(columns="run_id")
     b = pd.read_csv(forced / "scores.csv").drop(columns="run_id")
     pd.testing.assert_frame_equal(a, b)
@@ -212,7 +206,7 @@ def test_region_scores_equal_the_domain_formulas_weighted_to_the_region():
     from twsbench.scoring.reference import truth_on_cells
     from twsbench.scoring.table import regions, score_prediction
 
-    config = parse({**TINY, "domain": {"bbox": [22.0, 38.0, 70.0, 84.0]}})
+    config = parse({**tiny.RUN, "domain": {"bbox": [22.0, 38.0, 70.0, 84.0]}})
     grids, _, _ = prepare(config)
     assert len(regions(grids)) >= 3
     truth = truth_on_cells(resolve_inputs(config).truth, grids)

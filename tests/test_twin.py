@@ -15,7 +15,7 @@ from twsbench.twin.world import build_world
 
 @pytest.fixture(scope="module")
 def inputs(south_asia_world):
-    _, files = south_asia_world
+    files = south_asia_world
     return {"grace": read_grace(files.grace), "wghm": read_wghm(files.wghm),
             "era5": read_era5(list(files.era5)), "truth": read_truth(files.truth)}
 

@@ -72,3 +72,13 @@ def toml(config: dict[str, Any]) -> str:
                 lines.append(f"[{section}.{key}.{json.dumps(name)}]")
                 lines += [f"{k} = {_value(v)}" for k, v in params.items()]
     return "\n".join(lines) + "\n"
+
+
+#: The session's shared tiny run (``tiny_run`` in tests/conftest.py), read by the tests that
+#: only read a run, and killed and rerun by tests/test_faults.py: the baselines, LightGBM
+#: and a CNN that trains 4 epochs (so that a kill 3 s into its training lands between
+#: checkpoints).
+RUN_MODELS = quick(["mascon", "pattern_transfer", "lightgbm", "soft_cnn"])
+RUN_MODELS["params"] = {**RUN_MODELS["params"], "soft_cnn": {**QUICK["soft_cnn"], "epochs": 4}}
+RUN = table(models=RUN_MODELS)
+
