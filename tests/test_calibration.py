@@ -12,6 +12,8 @@ from twsbench.scoring import realism as calibration
 from twsbench.twin import make_world, products
 from twsbench.twin.world import build_world
 
+pytestmark = pytest.mark.slow  # three default-domain worlds, measured
+
 LEVELS = ("optimistic", "realistic", "pessimistic")
 
 

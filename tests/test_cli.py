@@ -35,6 +35,7 @@ def test_readme_shows_examples():
     assert any(e.startswith("twsbench inspect") for e in examples)
 
 
+@pytest.mark.slow
 def test_readme_examples_run(tmp_path):
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
     for example in readme_examples():
@@ -84,6 +85,7 @@ def test_readme_quick_start_is_two_commands_that_ci_runs_verbatim():
     assert "awk '/^## Quick start/ {on = 1} on && /^```/ {n++; next} on && n == 1'" in ci
 
 
+@pytest.mark.slow
 def test_world_writes_five_files_and_a_summary(tmp_path):
     result = run_cli("world", "--bbox", "24", "30", "76", "84", "--seed", "2", "--out",
                      str(tmp_path), "-q")
@@ -97,6 +99,7 @@ def test_world_writes_five_files_and_a_summary(tmp_path):
     assert "mascons" in result.stdout and "216 solutions" in result.stdout
 
 
+@pytest.mark.slow
 def test_inspect_reads_a_world(tiny_world):
     files = tiny_world
     result = run_cli("inspect", str(files.grace.parent))

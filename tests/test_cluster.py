@@ -20,6 +20,8 @@ from twsbench.core.errors import ConfigError
 from twsbench.pipeline.benchmark import run
 from twsbench.running.runner import run_id
 
+pytestmark = pytest.mark.slow  # runs on LocalClusters
+
 pytest.importorskip("distributed")
 
 # a plug-in model that is slow while TWSBENCH_TEST_MARKERS names a folder, and leaves a

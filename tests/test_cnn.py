@@ -137,6 +137,7 @@ def test_tiled_inference_equals_whole_domain(tiny_grids):
 
 # ---- training --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_short_training_lowers_the_misfit(tiny_grids, tmp_path):
     grids = tiny_grids
     model = make("soft_cnn", params={**FAST, "epochs": 5, "checkpoint_dir": str(tmp_path)})
@@ -148,6 +149,7 @@ def test_short_training_lowers_the_misfit(tiny_grids, tmp_path):
     assert history[0]["weights"] != history[-1]["weights"]  # and dynamic
 
 
+@pytest.mark.slow
 def test_soft_cnn_beats_mascon_on_fine_scale_truth(tiny_grids, tiny_truth, tmp_path):
     grids, truth = tiny_grids, tiny_truth
     test = grids.splits["test"]
@@ -171,6 +173,7 @@ def test_grace_input_adds_bilinear_grace_and_its_flag(tiny_grids, tmp_path):
     assert np.isfinite(model.predict_cells(grids, grids.months)).all()
 
 
+@pytest.mark.slow
 def test_batches_gathered_from_cells_equal_the_held_images(tiny_grids, monkeypatch):
     """Month images above ``IMAGE_BYTES`` (a global domain's) are not held: each batch gathers
     its tile from the cells. Same inputs, so the same weights as from the held images."""
@@ -231,6 +234,7 @@ def _train_process(tmp_path, name):
         stdout=subprocess.PIPE, text=True, env={**os.environ})
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_to_the_same_weights(tiny_grids, tmp_path):
     # uninterrupted
     full = _train_process(tmp_path, "full")

@@ -12,6 +12,8 @@ import pytest
 
 from tests import tiny
 
+pytestmark = pytest.mark.slow  # a run and a release through the CLI
+
 TOKEN = "tok-PLANTED-7f3c9e1d5b"
 PASSWORD = "pw-PLANTED-4a8b2c6e"
 CDS_KEY = "12345:cdskey-PLANTED-9d0e"

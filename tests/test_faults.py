@@ -20,6 +20,8 @@ from tests import tiny
 from tests.conftest import seed_land_fraction
 from twsbench.release.product import validate
 
+pytestmark = pytest.mark.slow  # runs killed and rerun in subprocesses
+
 # the session's shared run: soft_cnn trains 4 epochs, so that a kill 3 s into training lands
 # between checkpoints
 CONFIG = tiny.toml(tiny.RUN)

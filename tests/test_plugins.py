@@ -50,6 +50,7 @@ def _readme_config(folder):
     return path
 
 
+@pytest.mark.slow
 def test_readme_example_runs_and_is_reported(plugin_dir, tmp_path):
     cfg = _readme_config(plugin_dir)
     result = _cli(["run", str(cfg), "--out", str(tmp_path / "reports"), "-q"], tmp_path)
@@ -163,6 +164,7 @@ def site(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_a_protocol_only_class_from_an_entry_point_runs(site, tmp_path):
     env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     result = _run_tiny(tmp_path, ["mascon", "raw_wghm", "raw_wghm+conserve"], env=env)
@@ -211,6 +213,7 @@ NO_TORCH = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_without_torch_a_config_without_cnn_runs(tmp_path):
     result = _run_tiny(tmp_path, ["mascon", "pattern_transfer"], prelude=NO_TORCH)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -123,6 +123,7 @@ def test_split_with_no_room_is_a_config_error():
         make_splits(months, has, Split(test_blocks=30))
 
 
+@pytest.mark.slow
 def test_cpu_and_dask_paths_give_the_same_grids(tiny_config):
     files = resolve_inputs(tiny_config)
     a = compute_grids(files, tiny_config, use_dask=False)
@@ -130,6 +131,7 @@ def test_cpu_and_dask_paths_give_the_same_grids(tiny_config):
     _assert_same(a, b)
 
 
+@pytest.mark.slow
 def test_distributed_scheduler_gives_the_same_grids(tiny_config):
     from distributed import Client, LocalCluster
 
@@ -154,6 +156,7 @@ def _assert_same(a: Grids, b: Grids) -> None:
         np.testing.assert_array_equal(a.fields[name], b.fields[name])
 
 
+@pytest.mark.slow
 def test_cache_reuse_and_new_entries(tmp_path, monkeypatch, tiny_config):
     files = resolve_inputs(tiny_config)  # from the shared cache
     work = tmp_path / "inputs"
@@ -248,6 +251,7 @@ def test_deviation_kernel_removes_mascon_means(tiny_grids):
                                m.n_mascons, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_prepare_cli_then_cache_hit(tmp_path):
     import subprocess
     import sys

@@ -22,6 +22,8 @@ from twsbench.release.product import release, validate
 from twsbench.running.catalog import get_class, make
 from twsbench.scoring import metrics
 
+pytestmark = pytest.mark.slow  # runs and releases
+
 TINY = tiny.table(models=tiny.quick(["mascon", "pattern_transfer", "lightgbm"], seeds=[0, 1]))
 
 

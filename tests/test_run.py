@@ -94,6 +94,7 @@ def test_html_report_is_self_contained(tiny_run):
         assert not re.search(pattern, page), pattern
 
 
+@pytest.mark.slow
 def test_report_rebuilds_from_saved_files(tiny_run, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(tiny_run, copy)
@@ -108,6 +109,7 @@ def test_report_rebuilds_from_saved_files(tiny_run, tmp_path):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_same_config_same_scores_and_runs_never_overwrite(tiny_run, tmp_path):
     mine = tmp_path / "reports" / tiny_run.name  # a copy: the shared run is read only
     shutil.copytree(tiny_run, mine)
@@ -170,6 +172,7 @@ def _other_region(tmp_path, with_truth: bool, grace_units: str = "cm",
     return parse(table)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_truth", [False, True])
 def test_run_on_real_format_files_from_another_region(tmp_path, with_truth):
     config = _other_region(tmp_path, with_truth)

@@ -18,6 +18,8 @@ from twsbench.prepare.store import prepare
 from twsbench.running.runner import withheld
 from twsbench.scoring.leaderboards import leaderboard, ranking_metric
 
+pytestmark = pytest.mark.slow  # runs on poisoned and truthless worlds
+
 #: every kind of model that predicts months without GRACE, and two that need it
 GAPFILL_MODELS = ["wghm_anomaly", "mascon_regression", "random_forest", "lightgbm", "soft_cnn"]
 NEEDS_GRACE = ["mascon", "bilinear"]

@@ -12,6 +12,8 @@ from twsbench.core.mascons import mascons_on_grid
 from twsbench.inputs import read_era5, read_grace, read_truth, read_wghm
 from twsbench.twin.world import build_world
 
+pytestmark = pytest.mark.slow  # the default-domain world, read back
+
 
 @pytest.fixture(scope="module")
 def inputs(south_asia_world):

@@ -18,6 +18,8 @@ import netCDF4
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # the default-domain world's files
+
 ROOT = Path(__file__).resolve().parent.parent
 
 GRACE = "GRCTellus.JPL.200204_202212.GLO.RL06.3M.MSCNv04CRI.nc"

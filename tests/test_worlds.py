@@ -12,6 +12,8 @@ from twsbench.core.config import parse
 from twsbench.core.errors import ConfigError
 from twsbench.pipeline.benchmark import run
 
+pytestmark = pytest.mark.slow  # six twin worlds, each run
+
 NAMES = ["mascon", "pattern_transfer", "lightgbm"]
 SMALL = [25.0, 29.0, 76.0, 82.0]
 WORLDS = {"seeds": [1, 2, 3], "realism": ["realistic", "pessimistic"]}
