@@ -64,16 +64,55 @@ def tiny_world(shared):
     return WorldFiles.in_dir(folder)
 
 
+def _twsbench(cache: Path, *args: str) -> None:
+    """The ``twsbench`` command in a fresh interpreter with its own cache: nothing of the
+    test process (torch's thread count, loaded plug-ins) or of other tests' CNN checkpoints
+    reaches what it makes, as for a user's first run."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TWSBENCH_CACHE_DIR": str(cache)}
+    result = subprocess.run([sys.executable, "-m", "twsbench.cli", *args, "-q"], env=env,
+                            capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def with_world_and_grids(cache: Path, table: dict) -> Path:
+    """A fresh cache holding the land fraction, the twin world and the prepared grids of the
+    config ``table`` (made in the tests' cache if needed, then copied): a run there starts
+    at the fits, with no CNN checkpoint of anyone else's."""
+    import shutil
+
+    from twsbench.core import cache as main
+    from twsbench.core import landmask
+    from twsbench.core.config import parse
+    from twsbench.prepare.files import resolve_inputs
+    from twsbench.prepare.store import cache_key, grids_path, prepare
+
+    config = parse(table)
+    prepare(config)
+    landmask._fine_fraction()
+    files = resolve_inputs(config)
+    for path in (files.grace.parent, grids_path(cache_key(files, config)),
+                 main.cache_dir() / LAND_FRACTION):
+        target = cache / path.relative_to(main.cache_dir())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if path.is_dir() else shutil.copy)(path, target)
+    return cache
+
+
 @pytest.fixture(scope="session")
 def tiny_run(shared):
     """The session's shared run of :data:`tests.tiny.RUN` (made once, by whichever worker
-    asks first): read it, never write into it."""
+    asks first, with the CLI): read it, never write into it."""
     from tests import tiny
-    from twsbench.core.config import parse
-    from twsbench.pipeline.benchmark import run
 
-    folder = build_once(shared, "tiny-run",
-                        lambda out: run(parse(tiny.RUN), out / "reports"))
+    def build(out: Path) -> None:
+        (out / "tiny.toml").write_text(tiny.toml(tiny.RUN))
+        cache = with_world_and_grids(out / "cache", tiny.RUN)
+        _twsbench(cache, "run", str(out / "tiny.toml"), "--out", str(out / "reports"))
+
+    folder = build_once(shared, "tiny-run", build)
     (run_dir,) = [p for p in (folder / "reports").iterdir() if not p.name.startswith(".")]
     return run_dir
 
@@ -81,10 +120,9 @@ def tiny_run(shared):
 @pytest.fixture(scope="session")
 def tiny_product(shared, tiny_run):
     """``twsbench release`` of the shared run (made once): read it, never write into it."""
-    from twsbench.release.product import release
-
-    folder = build_once(shared, "tiny-product",
-                        lambda out: release(tiny_run, out / "product.nc"))
+    cache = tiny_run.parent.parent / "cache"  # the run's own
+    folder = build_once(shared, "tiny-product", lambda out: _twsbench(
+        cache, "release", str(tiny_run), "--out", str(out / "product.nc")))
     return folder / "product.nc"
 
 

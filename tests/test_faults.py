@@ -17,7 +17,7 @@ import pytest
 import xarray as xr
 
 from tests import tiny
-from tests.conftest import seed_land_fraction
+from tests.conftest import seed_land_fraction, with_world_and_grids
 from twsbench.release.product import validate
 
 pytestmark = pytest.mark.slow  # runs killed and rerun in subprocesses
@@ -131,28 +131,9 @@ def test_run_killed_at_each_stage(reference, tmp_path):
     assert not _leftovers(out, cache)
 
 
-def _with_world_and_grids(cache: Path) -> Path:
-    """A fresh cache holding the shared run's twin world and prepared grids (copied from the
-    tests' cache), as the run's own cache would: the release reloads them."""
-    import shutil
-
-    from twsbench.core import cache as main
-    from twsbench.core.config import parse
-    from twsbench.prepare.files import resolve_inputs
-    from twsbench.prepare.store import cache_key, grids_path
-
-    config = parse(tiny.RUN)
-    files = resolve_inputs(config)
-    for path in (files.grace.parent, grids_path(cache_key(files, config))):
-        target = cache / path.relative_to(main.cache_dir())
-        target.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if path.is_dir() else shutil.copy)(path, target)
-    return cache
-
-
 def test_release_killed_several_times(reference, tmp_path):
     _, run_dir, ref_product = reference
-    cache = _with_world_and_grids(tmp_path / "cache")
+    cache = with_world_and_grids(tmp_path / "cache", tiny.RUN)
     target = tmp_path / "release" / "product.nc"
     target.parent.mkdir()
     args = ["release", str(run_dir), "--out", str(target)]
