@@ -1,15 +1,18 @@
 """``twsbench release`` and ``twsbench validate``: the best model's monthly 0.5° product.
 
-The release picks the best model of a run by the run's ranking metric on its *choice* split
-(validation, never test), among the models that predict every month (the product covers the
-GRACE gap months too). It refits that model on every month with GRACE — for a seeded model,
-once per seed of the run — predicts every month of 2002-04..2022-12 and writes one CF-1.8 /
-ACDD-1.3 NetCDF4 file, atomically, with a SHA-256 sidecar.
+The release takes the first model of the run's ``[ranking] release_task`` leaderboard (the
+task's primary score, mean over seeds, on the task's test months) among the models that
+predict every month (the product covers the GRACE gap months too). It refits that model on
+every month with GRACE with the parameters it was scored with — for a seeded model, once per
+seed of the run; a CNN for the epoch count its scored fit chose — predicts every month of
+2002-04..2022-12 and writes one CF-1.8 / ACDD-1.3 NetCDF4 file, atomically, with a SHA-256
+sidecar.
 
-``twsa_uncertainty`` is the spread (standard deviation) of the seed ensemble combined in
-quadrature with GRACE's 1-σ of the cell's mascon (the mean σ of the mascon in months without
-GRACE): the model's spread alone would be zero for a single seed, and GRACE's own error bounds
-what any downscaling of it can know.
+``twsa_uncertainty`` is the run's calibrated 1-σ (:mod:`twsbench.scoring.uncertainty`: the
+seeds' spread, GRACE's σ in months whose GRACE the model uses, and the disaggregation term
+fitted on the run's validation months), with the coverage the run measured in its
+attributes. A run without a truth has no fitted term: the σ is then the seeds' spread and
+GRACE's σ combined in quadrature, and ``uncertainty_calibration`` says so.
 """
 
 from __future__ import annotations
