@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from twsbench.downscaling.interpolation import interpolate
 from twsbench.core import kernels, threads
 from twsbench.downscaling.contract import DOWNSCALERS, Base
+from twsbench.downscaling.interpolation import interpolate
 from twsbench.prepare.grids import FIELDS, Grids
 
 PREDICTORS = (*FIELDS, "lat", "lon", "sin_month", "cos_month", "time_index")

@@ -6,9 +6,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from twsbench.downscaling.interpolation import interpolate
 from twsbench.core import kernels
 from twsbench.downscaling.contract import DOWNSCALERS, Base
+from twsbench.downscaling.interpolation import interpolate
 from twsbench.prepare.grids import Grids
 
 
