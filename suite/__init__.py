@@ -44,7 +44,7 @@ _PUBLIC = {
     "Grids": "twsbench.prepare.grids",
     "ConfigError": "twsbench.core.errors",
     "InputError": "twsbench.core.errors",
-    "kernels": "twsbench.core",
+    "kernels": "twsbench.core.kernels",
 }
 
 __all__ = ["__version__", "Downscaler", "Base", "DOWNSCALERS", "Grids", "ConfigError",
@@ -61,7 +61,8 @@ def __getattr__(name: str) -> Any:
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'twsbench' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    loaded = importlib.import_module(module)
+    value = loaded if module.endswith(f".{name}") else getattr(loaded, name)
     globals()[name] = value
     return value
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
@@ -44,13 +45,23 @@ MOVED = {
 }
 
 
-def moved(err: ModuleNotFoundError) -> str | None:
-    """What to import instead, when ``err`` is an import of twsbench 0.1's module names."""
+def moved(err: ModuleNotFoundError, source: str | None = None) -> tuple[str, str] | None:
+    """(the old module, what to import instead) when ``err`` is an import of twsbench 0.1's
+    module names; ``source``, the importing module's file, names the submodule when the
+    error names only the missing top package."""
     name = err.name or ""
+    if name.split(".")[0] not in {"suite", "baselines", "models"}:
+        return None
+    if "." not in name and source:  # `from suite.downscaler import …`: the error says `suite`
+        import re
+
+        text = Path(source).read_text(errors="replace")
+        found = re.search(rf"^\s*(?:from|import)\s+({name}(?:\.\w+)*)", text, re.M)
+        name = found.group(1) if found else name
     if name in MOVED:
-        return MOVED[name]
+        return name, MOVED[name]
     if name.split(".")[0] == "suite":
-        return "twsbench (see the README, 'Adding a downscaler', for the layout by stage)"
+        return name, "twsbench (see the README, 'Adding a downscaler', for the layout by stage)"
     return None
 
 
@@ -76,9 +87,9 @@ def discover() -> None:
         try:
             obj = ep.load()
         except Exception as err:  # a broken third-party package must not stop other runs
-            instead = moved(err) if isinstance(err, ModuleNotFoundError) else None
-            found = (f"an import of {err.name}, a module of twsbench 0.1 (import {instead} "
-                     f"instead)" if instead else f"{type(err).__name__}: {err}")
+            old = moved(err) if isinstance(err, ModuleNotFoundError) else None
+            found = (f"an import of {old[0]}, a module of twsbench 0.1 (import {old[1]} "
+                     f"instead)" if old else f"{type(err).__name__}: {err}")
             _broken[ep.name] = (f"entry point {ep.name} = {ep.value} (group {ENTRY_POINTS}): "
                                 f"expected an importable downscaler, found {found}")
             log.info("%s", _broken[ep.name])
@@ -113,11 +124,12 @@ def load_plugins(modules: Sequence[str], search: Sequence[Path] = ()) -> list[Mo
         try:
             out.append(importlib.import_module(name))
         except ModuleNotFoundError as err:
-            instead = moved(err)
-            if instead is not None:
-                raise ConfigError(f"[models] plugins: {name} imports {err.name}, a module of "
-                                  f"twsbench 0.1: expected it to import {instead}, found "
-                                  f"{err.name}") from err
+            spec = importlib.util.find_spec(name) if err.name != name else None
+            old = moved(err, spec.origin if spec else None)
+            if old is not None:
+                raise ConfigError(f"[models] plugins: {name} imports {old[0]}, a module of "
+                                  f"twsbench 0.1: expected it to import {old[1]}, found "
+                                  f"{old[0]}") from err
             raise ConfigError(f"[models] plugins: expected an importable module, found no "
                               f"module named {err.name!r} (importing {name!r})") from err
         except Exception as err:
