@@ -235,3 +235,38 @@ def test_region_scores_equal_the_domain_formulas_weighted_to_the_region():
             np.testing.assert_allclose(table[("downscale", region, name)], value, rtol=1e-9)
             checked += 1
     assert checked >= 4 * 3  # the domain and at least two other regions
+
+
+def test_comparisons_are_scored_into_the_run_folder_and_the_report_reads_them(tiny_run):
+    """Significance and per-mascon gain are computed by scoring (significance.csv,
+    mascon_gains.csv); the report's sections show exactly those rows."""
+    sig = pd.read_csv(tiny_run / "significance.csv")
+    down = sig[sig["task"] == "downscale"]
+    assert set(down["against"]) == {"mascon", "pattern_transfer"}
+    assert {"lightgbm", "soft_cnn"} <= set(down["model"])
+    monthly = pd.read_csv(tiny_run / "monthly.csv")
+    loss = monthly[(monthly["metric"] == "mse_submascon_truth")
+                   & (monthly["split"] == "downscale")]
+    table = loss.groupby(["month", "model"])["value"].mean().unstack("model")
+    for row in down.to_dict("records"):
+        mean = float((table[row["model"]] - table[row["against"]]).mean())
+        assert np.isclose(row["mean change"], mean, rtol=1e-9), row
+        assert row["ci low"] <= mean <= row["ci high"]  # inside its 95% interval
+    page = (tiny_run / "index.md").read_text()
+    section = page.split("## downscale: differences from the reference models")[1]
+    section = section.split("\n## ")[0]
+    for row in down.to_dict("records"):
+        assert f"| {row['model']} " in section and row["against"] in section
+    gains = pd.read_csv(tiny_run / "mascon_gains.csv")
+    assert set(gains["verdict"]) <= {-1, 0, 1}
+    grid = xr.load_dataset(tiny_run / "grid.nc")
+    n = int(grid["cell_mascon"].max()) + 1
+    for (model, ref), sel in gains.groupby(["model", "against"]):
+        assert sorted(sel["mascon"]) == list(range(n)), (model, ref)
+    gain_page = page.split("## downscale: per-mascon gain")[1].split("\n## ")[0]
+    soft = gains[(gains["model"] == "soft_cnn") & (gains["against"] == "mascon")]
+    better = f"{100.0 * (soft['verdict'] == 1).mean():.4g}"
+    assert any(line.startswith("| soft_cnn") and better in line
+               for line in gain_page.splitlines())
+    assert json.loads((tiny_run / "meta.json").read_text())["config"]["ranking"][
+        "resamples"] == 2000
