@@ -1,6 +1,7 @@
 """The default run's verdict on its own uncertainty: ``tox -e benchmark`` runs these after
-``twsbench run configs/twin-south-asia.toml`` (with ``TWSBENCH_REQUIRE_DEFAULT_RUN=1``, so a
-missing run fails instead of skipping). In ``tox -e py`` they skip unless that run exists.
+``twsbench run`` (the default run, ``configs/twin-south-asia.toml``; with
+``TWSBENCH_REQUIRE_DEFAULT_RUN=1``, so a missing run fails instead of skipping). In ``tox -e
+py`` they skip unless that run exists.
 
 On the realistic twin at full size, the model the release picks must have a calibrated σ on
 both tasks, and its product must state it and pass ``validate``.
