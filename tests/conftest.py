@@ -12,6 +12,21 @@ import pytest
 # keep the land-fraction cache and unpacked zips out of the user's home during tests
 os.environ.setdefault("TWSBENCH_CACHE_DIR", str(Path(__file__).parent.parent / ".cache"))
 
+#: The environment the test session started with: subprocesses that must behave as a user's
+#: command get it (not what a test or a library set since, e.g. dask's OMP_NUM_THREADS=1).
+SESSION_ENV = dict(os.environ)
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Each test leaves the process environment as it found it: starting a dask
+    ``LocalCluster`` sets ``OMP_NUM_THREADS=1`` (and MKL's and OpenBLAS's) in its parent
+    process, and programs started later would inherit it (a CNN would train on one thread)."""
+    before = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(before)
+
 DATA = Path(__file__).parent / "data"
 README = Path(__file__).parent.parent / "README.md"
 
@@ -71,7 +86,7 @@ def _twsbench(cache: Path, *args: str) -> None:
     import subprocess
     import sys
 
-    env = {**os.environ, "TWSBENCH_CACHE_DIR": str(cache)}
+    env = {**SESSION_ENV, "TWSBENCH_CACHE_DIR": str(cache)}
     result = subprocess.run([sys.executable, "-m", "twsbench.cli", *args, "-q"], env=env,
                             capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout + result.stderr

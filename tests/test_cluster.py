@@ -80,7 +80,12 @@ def _same_tables(a: Path, b: Path) -> None:
 def test_local_cluster_gives_the_in_process_tables(config_file, in_process, tmp_path):
     config = _on_workers(config_file, 2)
     assert run_id(config) == in_process.name  # where it runs is not part of the run
+    environ = dict(os.environ)
     run_dir, _ = run(config, tmp_path)
+    # distributed sets OMP_NUM_THREADS=1 for its workers in the process that starts them;
+    # the run gives this process its environment back (a CNN trained here later keeps its
+    # threads)
+    assert dict(os.environ) == environ
     _same_tables(in_process, run_dir)
     timing = pd.read_csv(run_dir / "timing.csv")
     assert len(timing) == 2 * (2 + 2 + 2)

@@ -17,7 +17,7 @@ import pytest
 import xarray as xr
 
 from tests import tiny
-from tests.conftest import seed_land_fraction, with_world_and_grids
+from tests.conftest import SESSION_ENV, seed_land_fraction, with_world_and_grids
 from twsbench.release.product import validate
 
 pytestmark = pytest.mark.slow  # runs killed and rerun in subprocesses
@@ -29,7 +29,7 @@ CONFIG = tiny.toml(tiny.RUN)
 
 def _start(args: list[str], cache: Path) -> subprocess.Popen:
     """The CLI in a subprocess, its stage lines streamed on stdout."""
-    env = {**os.environ, "TWSBENCH_CACHE_DIR": str(cache), "PYTHONUNBUFFERED": "1",
+    env = {**SESSION_ENV, "TWSBENCH_CACHE_DIR": str(cache), "PYTHONUNBUFFERED": "1",
            "COLUMNS": "200"}
     return subprocess.Popen([sys.executable, "-m", "twsbench.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env)

@@ -111,13 +111,30 @@ def test_report_rebuilds_from_saved_files(tiny_run, tmp_path):
 
 @pytest.mark.slow
 def test_same_config_same_scores_and_runs_never_overwrite(tiny_run, tmp_path):
+    """The same command again reuses the finished run; ``--force`` makes a new folder with
+    the same scores (each a user's command: a fresh interpreter, a cache without the shared
+    run's CNN checkpoints)."""
+    from tests.conftest import SESSION_ENV, with_world_and_grids
+
     mine = tmp_path / "reports" / tiny_run.name  # a copy: the shared run is read only
     shutil.copytree(tiny_run, mine)
-    again, reused = run(parse(tiny.RUN), mine.parent)
-    assert reused and again == mine  # a finished run is left as it is
-    forced, reused = run(parse(tiny.RUN), mine.parent, force=True)
-    assert not reused and forced != mine and forced.name.startswith(tiny_run.name)
-    assert sorted(p.name for p in mine.parent.iterdir()) == sorted([mine.name, forced.name])
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(tiny.toml(tiny.RUN))
+    env = {**SESSION_ENV,
+           "TWSBENCH_CACHE_DIR": str(with_world_and_grids(tmp_path / "cache", tiny.RUN))}
+
+    def again(*extra: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "twsbench.cli", "run", str(cfg),
+                                 "--out", str(mine.parent), "-q", *extra], env=env,
+                                capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert f"run {tiny_run.name} (already there)" in again()
+    assert sorted(p.name for p in mine.parent.iterdir()) == [mine.name]  # left as it is
+    again("--force")
+    (forced,) = [p for p in mine.parent.iterdir() if p.name != mine.name]
+    assert forced.name.startswith(tiny_run.name)
     a = pd.read_csv(tiny_run / "scores.csv").drop(columns="run_id")
     b = pd.read_csv(forced / "scores.csv").drop(columns="run_id")
     pd.testing.assert_frame_equal(a, b)

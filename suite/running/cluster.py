@@ -98,6 +98,23 @@ class OnCluster:
 
 
 @contextlib.contextmanager
+def _environ_kept() -> Iterator[None]:
+    """This process's environment as it was before the block: starting a ``LocalCluster``
+    sets ``OMP_NUM_THREADS=1`` (and MKL's and OpenBLAS's) in the process that starts it (for
+    its workers, distributed's ``nanny.pre-spawn-environ``), and torch, started later in
+    this process or in a program it runs, would then train a CNN on one thread: other float
+    sums than the run's settings give."""
+    import os
+
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(before)
+
+
+@contextlib.contextmanager
 def executor(config: Config, stage: Stage) -> Iterator[InProcess | OnCluster]:
     """The executor ``config.compute`` asks for (closed, with its cluster, on exit)."""
     compute = config.compute
@@ -118,8 +135,9 @@ def executor(config: Config, stage: Stage) -> Iterator[InProcess | OnCluster]:
         return
     n = compute.workers
     threads = compute.threads_per_task or max(1, cpus() // n)
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
-            Client(cluster) as client:
+    with _environ_kept():  # the workers get distributed's environment, this process not
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=logging.ERROR)
+    with _environ_kept(), cluster, Client(cluster) as client:  # a worker restarted sets it too
         stage(f"started a LocalCluster of {n} workers, {threads} thread(s) per task")
         yield OnCluster(client, threads)
