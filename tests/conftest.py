@@ -102,13 +102,12 @@ def with_world_and_grids(cache: Path, table: dict) -> Path:
     from twsbench.core import landmask
     from twsbench.core.config import parse
     from twsbench.prepare.files import resolve_inputs
-    from twsbench.prepare.store import cache_key, grids_path, prepare
+    from twsbench.prepare.store import prepare
 
     config = parse(table)
-    prepare(config)
+    _, grids_file, _ = prepare(config)
     landmask._fine_fraction()
-    files = resolve_inputs(config)
-    for path in (files.grace.parent, grids_path(cache_key(files, config)),
+    for path in (resolve_inputs(config).grace.parent, grids_file,
                  main.cache_dir() / LAND_FRACTION):
         target = cache / path.relative_to(main.cache_dir())
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -112,7 +112,7 @@ def _imports(name: str, path: Path, is_package: bool, mtime_ns: int, size: int
                 continue
             if source_of(target)[0] is not None:  # a module, not a name inside one
                 found.add(target)
-                found.update(p for p in _parents(target))
+                found.update(_parents(target))
     return frozenset(found)
 
 
