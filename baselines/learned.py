@@ -4,10 +4,12 @@
    month of year; time index) are aggregated to mascons with ``A``.
 2. A regressor is fitted on (mascon, month) pairs of the training months with GRACE's mascon
    value as the target.
-3. It predicts every 0.5° cell from the cells' own predictors.
-4. On months with GRACE the coarse residual (GRACE − the prediction's mascon means) is
-   interpolated to the cells and added. Months without GRACE keep the predictors-only
-   prediction.
+3. It predicts every 0.5° cell from the cells' own predictors, in every month alike.
+
+The month's GRACE enters only through a wrapper: ``lightgbm+residual`` adds the interpolated
+coarse residual (GRACE − the prediction's mascon means) in months with GRACE
+(:mod:`twsbench.downscaling.wrappers`), so the plain and the residual versions are scored
+from one fit.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import numpy as np
 
 from twsbench.core import kernels, threads
 from twsbench.downscaling.contract import DOWNSCALERS, Base
-from twsbench.downscaling.interpolation import interpolate
 from twsbench.prepare.grids import FIELDS, Grids
 
 PREDICTORS = (*FIELDS, "lat", "lon", "sin_month", "cos_month", "time_index")
@@ -84,17 +85,12 @@ class Learned(Base):
             chunk = months[start:start + step]
             out[start:start + chunk.size] = self._predict_rows(
                 _design(grids, chunk, "cell")).reshape(chunk.size, grids.n_cells)
-        pos = grids.month_index(months)
-        has = grids.has_grace[pos]
-        if has.any():
-            residual = grids.grace[pos[has]] - kernels.apply_A(grids.mascons.A, out[has])
-            out[has] += interpolate(grids, residual)
         return out
 
 
 @DOWNSCALERS.register("random_forest")
 class RandomForest(Learned):
-    """scikit-learn random forest on mascon-level predictors, with the residual step."""
+    """scikit-learn random forest on mascon-level predictors."""
 
     defaults: ClassVar[dict[str, Any]] = {"n_estimators": 100, "min_samples_leaf": 3,
                                           "max_features": 0.5, "max_depth": None,
@@ -125,7 +121,7 @@ class RandomForest(Learned):
 
 @DOWNSCALERS.register("lightgbm")
 class LightGBM(Learned):
-    """LightGBM gradient boosting on mascon-level predictors, with the residual step."""
+    """LightGBM gradient boosting on mascon-level predictors."""
 
     defaults: ClassVar[dict[str, Any]] = {"n_estimators": 500, "learning_rate": 0.05,
                                           "num_leaves": 31, "min_child_samples": 20,

@@ -191,9 +191,10 @@ def tiny_truth(tiny_config, tiny_grids):
 
 def fit_quick(names, grids, folder):
     """name -> (fitted model, (months, cells) prediction) with :data:`tests.tiny.QUICK`
-    settings (CNN checkpoints in ``folder``); ``NAME+conserve`` wraps the fitted NAME."""
+    settings (CNN checkpoints in ``folder``); ``NAME+residual``, ``NAME+conserve`` and
+    ``NAME+residual+conserve`` wrap the fitted NAME."""
     from tests import tiny
-    from twsbench.downscaling.conserve import CONSERVE, Conserved
+    from twsbench.downscaling.wrappers import CONSERVE, RESIDUAL, wrap
     from twsbench.running.catalog import make
 
     out = {}
@@ -201,8 +202,9 @@ def fit_quick(names, grids, folder):
         model = make(name, seed=0, params=tiny.quick_params(name, folder))
         model.fit(grids, grids.split_months("train"))
         out[name] = (model, model.predict_cells(grids, grids.months))
-        conserved = Conserved(model)
-        out[name + CONSERVE] = (conserved, conserved.predict_cells(grids, grids.months))
+        for steps in ((RESIDUAL,), (CONSERVE,), (RESIDUAL, CONSERVE)):
+            wrapped = wrap(model, steps)
+            out[wrapped.name] = (wrapped, wrapped.predict_cells(grids, grids.months))
     return out
 
 

@@ -11,14 +11,14 @@ from tests import tiny
 from tests.conftest import fit_quick
 from twsbench.core.errors import ConfigError
 from twsbench.core.timing import measure
-from twsbench.downscaling.conserve import CONSERVE, Conserved
 from twsbench.downscaling.contract import DOWNSCALERS, Downscaler, check_params
+from twsbench.downscaling.wrappers import CONSERVE, RESIDUAL, Conserved
 from twsbench.running.catalog import known_names, make
 from twsbench.scoring import metrics
 
 PLUGIN = "wghm_regression"  # the README's example
 NAMES = [*known_names(), PLUGIN]
-ALL = NAMES + [n + CONSERVE for n in NAMES]
+ALL = NAMES + [n + steps for n in NAMES for steps in (RESIDUAL, CONSERVE, RESIDUAL + CONSERVE)]
 
 
 @pytest.fixture(scope="module")

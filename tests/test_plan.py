@@ -39,8 +39,9 @@ def test_conserve_tables_update_the_model_table():
 
 def test_leaving_names_out_runs_the_default_runs_models_in_order():
     assert model_names(parse({})) == ("mascon", "bilinear", "pattern_transfer", "wghm_anomaly",
-                                      "mascon_regression", "random_forest", "lightgbm",
-                                      "soft_cnn")
+                                      "mascon_regression", "random_forest",
+                                      "random_forest+residual", "lightgbm", "lightgbm+residual",
+                                      "soft_cnn", "soft_cnn+residual")
 
 
 def test_the_built_in_config_is_the_readmes_default_run():

@@ -240,4 +240,5 @@ def test_without_torch_the_default_model_list_leaves_the_cnns_out(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1].split(",") == ["mascon", "bilinear", "pattern_transfer",
                                                     "wghm_anomaly", "mascon_regression",
-                                                    "random_forest", "lightgbm"]
+                                                    "random_forest", "random_forest+residual",
+                                                    "lightgbm", "lightgbm+residual"]

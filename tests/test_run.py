@@ -42,11 +42,13 @@ def test_report_shows_every_models_uncertainty(tiny_run):
     assert set(calibrations) == set(MODELS["names"])
     assert calibrations["mascon"]["uses_grace"] and set(calibrations["mascon"]["regimes"]) \
         == {"grace"}  # it needs GRACE: no σ without it
-    assert set(calibrations["lightgbm"]["regimes"]) == {"grace", "nograce"}
+    # LightGBM sees the month's GRACE only through the residual step
+    assert set(calibrations["lightgbm+residual"]["regimes"]) == {"grace", "nograce"}
+    assert not calibrations["lightgbm"]["uses_grace"]
     # the CNN's prediction does not use the month's GRACE (no GRACE input channel)
     assert not calibrations["soft_cnn"]["uses_grace"]
     for task, models in (("downscale", set(MODELS["names"])),
-                         ("gapfill", {"lightgbm", "soft_cnn"})):
+                         ("gapfill", {"lightgbm", "lightgbm+residual", "soft_cnn"})):
         crps = u[(u.split == task) & (u.region == "domain") & (u.metric == "crps")]
         assert set(crps["model"]) == models and (crps["value"] > 0).all()
     page = (tiny_run / "index.md").read_text()

@@ -35,17 +35,22 @@ def table(**sections: dict[str, Any]) -> dict[str, Any]:
 
 def quick(names: list[str], **extra: Any) -> dict[str, Any]:
     """A ``[models]`` table running ``names`` with :data:`QUICK` parameters."""
-    params = {n: QUICK[n.removesuffix("+conserve")] for n in names
-              if n.removesuffix("+conserve") in QUICK}
+    from twsbench.downscaling.wrappers import split_name
+
+    bases = {split_name(n)[0] for n in names}
+    params = {n: QUICK[n] for n in sorted(bases) if n in QUICK}
     return {"names": list(names), "params": params, **extra}
 
 
 def quick_params(name: str, folder: Path) -> dict[str, Any]:
     """:data:`QUICK` settings of one model; a CNN checkpoints in ``folder / name``, so that a
     model made again with another folder trains again."""
-    params = dict(QUICK.get(name, {}))
-    if name in CNNS:
-        params["checkpoint_dir"] = str(Path(folder) / name)
+    from twsbench.downscaling.wrappers import split_name
+
+    base = split_name(name)[0]
+    params = dict(QUICK.get(base, {}))
+    if base in CNNS:
+        params["checkpoint_dir"] = str(Path(folder) / base)
     return params
 
 
@@ -76,9 +81,9 @@ def toml(config: dict[str, Any]) -> str:
 
 #: The session's shared tiny run (``tiny_run`` in tests/conftest.py), read by the tests that
 #: only read a run, and killed and rerun by tests/test_faults.py: the baselines, LightGBM
-#: and a CNN that trains 4 epochs (so that a kill 3 s into its training lands between
-#: checkpoints).
-RUN_MODELS = quick(["mascon", "pattern_transfer", "lightgbm", "soft_cnn"])
+#: with and without the residual step (one fit) and a CNN that trains 4 epochs (so that a
+#: kill 3 s into its training lands between checkpoints).
+RUN_MODELS = quick(["mascon", "pattern_transfer", "lightgbm", "lightgbm+residual", "soft_cnn"])
 RUN_MODELS["params"] = {**RUN_MODELS["params"], "soft_cnn": {**QUICK["soft_cnn"], "epochs": 4}}
 RUN = table(models=RUN_MODELS)
 

@@ -119,10 +119,12 @@ class Compute:
     chunk_months: int = 12
 
 
-#: The default run's models: the baselines and the dynamic CNN (its ablations run from
-#: ``configs/twin-ablations.toml``).
+#: The default run's models: the baselines and the dynamic CNN, the learned ones also with the
+#: month's GRACE residual (``+residual``, from the same fit); the CNN's ablations run from
+#: ``configs/twin-ablations.toml``.
 DEFAULT_MODELS = ("mascon", "bilinear", "pattern_transfer", "wghm_anomaly", "mascon_regression",
-                  "random_forest", "lightgbm", "soft_cnn")
+                  "random_forest", "random_forest+residual", "lightgbm", "lightgbm+residual",
+                  "soft_cnn", "soft_cnn+residual")
 
 
 @dataclass(frozen=True)

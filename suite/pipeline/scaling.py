@@ -43,6 +43,10 @@ def with_workers(config: Config, workers: int, threads: int, checkpoints: Path) 
         models=dataclasses.replace(config.models, params=params))
 
 
+def timing_columns(run_dir: Path) -> list[str]:
+    return list(pd.read_csv(run_dir / "timing.csv", nrows=0).columns)
+
+
 def project(task_seconds: list[float], workers: int) -> float:
     """Makespan of tasks taken in order, each by the first worker free."""
     free = np.zeros(workers)
@@ -68,7 +72,9 @@ def measure(config: Config, counts: list[int], out: Path, threads: int = 1) -> d
             t0 = time.perf_counter()
             run_dir, _ = run(c, out / f"workers-{n}", force=True)
             wall = time.perf_counter() - t0
-        timing = pd.read_csv(run_dir / "timing.csv")
+        # one row per task (a fit shared by a model's variants is one task)
+        timing = pd.read_csv(run_dir / "timing.csv").drop_duplicates(
+            [c for c in ("world", "task") if c in timing_columns(run_dir)])
         span = float(timing["task_end_s"].max() - timing["task_start_s"].min())
         if not tasks:
             tasks = [float(t) for t in timing["task_seconds"]]

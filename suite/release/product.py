@@ -94,16 +94,30 @@ def choose_model(run_dir: Path, meta: dict | None = None) -> tuple[str, dict]:
     if metric is None:
         raise ConfigError(f"[ranking] release_task: expected a task the run could rank, found "
                           f"{task!r}, which needs a truth ({NO_TRUTH.split(':')[0]})")
-    sel = scores[(scores["split"] == task) & (scores["metric"] == metric)
-                 & (scores["region"] == ranking["region"])]
-    means = sel.groupby("model")["value"].mean().dropna()
+    def mean_of(split: str, name: str) -> pd.Series:
+        sel = scores[(scores["split"] == split) & (scores["metric"] == name)
+                     & (scores["region"] == ranking["region"])]
+        return sel.groupby("model")["value"].mean()
+
+    means = mean_of(task, metric).dropna()
     full = [m for m in means.index if not get_class(m).needs_grace]
     if not full:
         raise ConfigError(f"{run_dir}: expected a model that predicts every month, found only "
                           f"models that need GRACE ({', '.join(means.index)})")
-    means = means[full].sort_values(ascending=higher_is_better(metric) is False)
-    return str(means.index[0]), {"task": task, "metric": metric, "split": task,
-                                 "value": float(means.iloc[0]), "run_id": meta["run_id"]}
+    # a tie (X and X+residual give the same gap-fill months) goes to the better model of
+    # the other task
+    board = pd.DataFrame({"value": means[full]})
+    keys, ascending = ["value"], [higher_is_better(metric) is False]
+    other = next(t for t in ("downscale", "gapfill") if t != task)
+    second = ranking_metric(meta, other)
+    if second is not None:
+        board["other"] = mean_of(other, second).reindex(board.index)
+        keys.append("other")
+        ascending.append(higher_is_better(second) is False)
+    board = board.sort_values(keys, ascending=ascending, na_position="last", kind="stable")
+    return str(board.index[0]), {"task": task, "metric": metric, "split": task,
+                                 "value": float(board["value"].iloc[0]),
+                                 "run_id": meta["run_id"]}
 
 
 def refit_runs(run_dir: Path, runs: list[ModelRun]) -> list[ModelRun]:

@@ -20,8 +20,8 @@ from types import ModuleType
 from typing import Any
 
 from twsbench.core.errors import ConfigError
-from twsbench.downscaling.conserve import CONSERVE, Conserved
 from twsbench.downscaling.contract import DOWNSCALERS, Downscaler
+from twsbench.downscaling.wrappers import SPELLINGS, split_name, wrap
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,8 @@ def load_plugins(modules: Sequence[str], search: Sequence[Path] = ()) -> list[Mo
 
 
 def get_class(name: str) -> type[Downscaler]:
-    """The registered class of ``name`` (``NAME+conserve``: of ``NAME``).
+    """The registered class of ``name`` (``NAME+residual+conserve`` and the other wrapped
+    names: of ``NAME``).
 
     Raises
     ------
@@ -147,18 +148,19 @@ def get_class(name: str) -> type[Downscaler]:
         For an unknown name (listing the known ones) or an entry point that failed to load.
     """
     discover()
-    base = name.removesuffix(CONSERVE)
+    base, _ = split_name(name)
     if base in _broken and base not in DOWNSCALERS:
         raise ConfigError(_broken[base])
     if base not in DOWNSCALERS:
         raise ConfigError(f"[models] names: expected names among {', '.join(DOWNSCALERS)} "
-                          f"(optionally with {CONSERVE}), found {name!r}")
+                          f"(spelled {SPELLINGS}), found {name!r}")
     return DOWNSCALERS.get(base)
 
 
 def make(name: str, seed: int = 0, params: dict[str, Any] | None = None,
          device: str = "cpu") -> Downscaler:
-    """A downscaler by registered name; ``NAME+conserve`` wraps it in :class:`Conserved`.
+    """A downscaler by registered name; ``NAME+residual`` and ``NAME+conserve`` wrap it
+    (:mod:`twsbench.downscaling.wrappers`).
 
     Raises
     ------
@@ -166,8 +168,8 @@ def make(name: str, seed: int = 0, params: dict[str, Any] | None = None,
         For an unknown name (the message lists the known names), an unknown parameter or a
         parameter of the wrong type.
     """
-    model = get_class(name)(seed=seed, device=device, **(params or {}))
-    return Conserved(model) if name.endswith(CONSERVE) else model
+    base, steps = split_name(name)
+    return wrap(get_class(base)(seed=seed, device=device, **(params or {})), steps)
 
 
 def known_names() -> list[str]:

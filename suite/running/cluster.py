@@ -29,7 +29,7 @@ from twsbench.core.config import Config
 from twsbench.core.errors import ConfigError
 from twsbench.core.threads import cpus
 from twsbench.running.catalog import get_class
-from twsbench.running.plan import ModelRun
+from twsbench.running.plan import ModelRun, fit_groups
 from twsbench.running.tasks import FitResult, World, fit_one
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,24 @@ def resources_for(name: str, gpus: bool) -> dict[str, int] | None:
     return {GPU: 1} if gpus and "cuda" in get_class(name).devices else None
 
 
+def _in_plan_order(runs: Sequence[ModelRun], groups: list[list[ModelRun]],
+                   take: Callable[[int], list[FitResult]]) -> Iterator[FitResult]:
+    """Each run's result in the plan's order, from its group's task (``take(k)``: group
+    ``k``'s results, asked for once, when the first of its runs comes)."""
+    of = {id(spec): (k, j) for k, group in enumerate(groups) for j, spec in enumerate(group)}
+    held: dict[int, list[FitResult]] = {}
+    left = [len(g) for g in groups]
+    for spec in runs:
+        k, j = of[id(spec)]
+        if k not in held:
+            held[k] = take(k)
+        result = held[k][j]
+        left[k] -= 1
+        if not left[k]:
+            del held[k]
+        yield result
+
+
 class InProcess:
     """Fits one after another in this process (the default)."""
 
@@ -50,10 +68,11 @@ class InProcess:
 
     def results(self, world: World, runs: Sequence[ModelRun], config: Config, rid: str,
                 epoch: float, stage: Stage, primary: bool = True) -> Iterator[FitResult]:
-        """The fits' results, each computed when it is taken."""
-        for spec in runs:
-            yield fit_one(spec, world, config, rid, config.compute.threads_per_task, epoch,
-                          want_history=primary, stage=stage)
+        """The fits' results in the plan's order, each group fitted when first needed."""
+        groups = fit_groups(runs)
+        return _in_plan_order(runs, groups, lambda k: fit_one(
+            groups[k], world, config, rid, config.compute.threads_per_task, epoch,
+            want_history=primary, stage=stage))
 
 
 class OnCluster:
@@ -73,24 +92,29 @@ class OnCluster:
         # every worker holds the world's data: a task lost with its worker runs again on
         # another, which has the data already
         shared = client.scatter(world, broadcast=True, hash=False)
+        groups = fit_groups(runs)
         futures = []
-        for spec in runs:
+        for group in groups:
+            first = group[0]
             futures.append(client.submit(
-                fit_one, spec, shared, config, rid, self.threads, epoch, primary,
-                key=f"fit-{rid}-{world.label}-{spec.tag}", pure=False,
-                resources=resources_for(spec.name, self.gpus)))
+                fit_one, group, shared, config, rid, self.threads, epoch, primary,
+                key=f"fit-{rid}-{world.label}-{first.base}__seed{first.seed}", pure=False,
+                resources=resources_for(first.name, self.gpus)))
         stage(f"{world.label}: {len(futures)} fits sent to {self.where}")
-        return self._gather(world, runs, futures, shared, stage)
+        return self._gather(world, runs, groups, futures, shared, stage)
 
     @staticmethod
-    def _gather(world, runs, futures, shared, stage) -> Iterator[FitResult]:
+    def _gather(world, runs, groups, futures, shared, stage) -> Iterator[FitResult]:
+        def take(k: int) -> list[FitResult]:
+            results = futures[k].result()
+            futures[k].release()
+            first = groups[k][0]
+            stage(f"{world.label}: {first.base} (seed {first.seed}) done on "
+                  f"{results[0].timing['worker']}")
+            return results
+
         try:
-            for spec, future in zip(runs, futures, strict=True):
-                result = future.result()
-                future.release()
-                stage(f"{world.label}: {spec.name} (seed {spec.seed}) done on "
-                      f"{result.timing['worker']}")
-                yield result
+            yield from _in_plan_order(runs, groups, take)
         finally:
             for future in futures:
                 future.cancel()

@@ -20,8 +20,8 @@ from typing import Any
 from twsbench.core import backend, codehash
 from twsbench.core.config import DEFAULT_MODELS, Config
 from twsbench.core.errors import ConfigError
-from twsbench.downscaling.conserve import CONSERVE
 from twsbench.downscaling.contract import Downscaler
+from twsbench.downscaling.wrappers import split_name
 from twsbench.prepare.files import check_inputs
 from twsbench.running.catalog import get_class, known_names, load_plugins, make
 
@@ -30,9 +30,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ModelRun:
-    """One fit of one model: the registered ``name`` (``NAME+conserve`` allowed), its
-    ``seed``, its ``params`` (the model's defaults updated by the config's tables) and the
-    ``device`` it runs on."""
+    """One scored model of a run: the registered ``name`` (``NAME+residual``,
+    ``NAME+conserve`` and ``NAME+residual+conserve`` allowed), its ``seed``, its ``params``
+    (the model's defaults updated by the config's tables) and the ``device`` it runs on.
+    Runs of one name's variants with the same seed, parameters and device share one fit
+    (:attr:`fit_key`)."""
 
     name: str
     seed: int
@@ -42,6 +44,19 @@ class ModelRun:
     @property
     def tag(self) -> str:
         return f"{self.name}__seed{self.seed}"
+
+    @property
+    def base(self) -> str:
+        """The registered model this wraps (the name itself when it wraps nothing)."""
+        return split_name(self.name)[0]
+
+    @property
+    def fit_key(self) -> str:
+        """What decides the fitted model: runs with the same key share one fit."""
+        import json
+
+        return json.dumps([self.base, self.seed, self.params, self.device], sort_keys=True,
+                          default=str)
 
     def make(self) -> Downscaler:
         return make(self.name, seed=self.seed, params=self.params, device=self.device)
@@ -78,12 +93,13 @@ def model_names(config: Config) -> tuple[str, ...]:
 
 
 def params_for(config: Config, name: str) -> dict[str, Any]:
-    """``[models.params.NAME]``, updated by ``[models.params."NAME+conserve"]`` for a
-    conserved variant: what ``run`` scores and ``release`` refits alike."""
-    base = name.removesuffix(CONSERVE)
+    """``[models.params.NAME]``, updated for a wrapped variant by the tables of its longer
+    names in turn (``"NAME+residual"``, then ``"NAME+residual+conserve"``): what ``run``
+    scores and ``release`` refits alike."""
+    base, steps = split_name(name)
     params = dict(config.models.params.get(base, {}))
-    if name != base:
-        params.update(config.models.params.get(name, {}))
+    for k in range(1, len(steps) + 1):
+        params.update(config.models.params.get(base + "".join(steps[:k]), {}))
     return params
 
 
@@ -104,7 +120,7 @@ def plan(config: Config) -> list[ModelRun]:
     """
     names = model_names(config)
     for table in config.models.params:
-        if table.removesuffix(CONSERVE) not in known_names():
+        if split_name(table)[0] not in known_names():
             raise ConfigError(f"[models.params.{table}]: expected a table named after a "
                               f"registered model (among {', '.join(known_names())}), found "
                               f"{table!r}")
@@ -123,6 +139,15 @@ def plan(config: Config) -> list[ModelRun]:
         _check_metric(task, getattr(config.ranking, task))
     check_inputs(config)
     return runs
+
+
+def fit_groups(runs: Sequence[ModelRun]) -> list[list[ModelRun]]:
+    """``runs`` gathered by :attr:`ModelRun.fit_key`, in the order each key first comes:
+    one task, one fit, per group."""
+    groups: dict[str, list[ModelRun]] = {}
+    for run in runs:
+        groups.setdefault(run.fit_key, []).append(run)
+    return list(groups.values())
 
 
 def _check_metric(task: str, metric: str) -> None:

@@ -1,4 +1,5 @@
-"""The unit of work of a run: one (world, model, seed) fit, predict and score.
+"""The unit of work of a run: one (world, model, seed) fit, and the predictions and scores of
+every variant of the model sharing that fit (``X``, ``X+residual``, …).
 
 :func:`fit_one` is a pure function of its arguments (the model's seed fixes its result), so
 ``twsbench run`` can call it in-process, one after another, or send it to the workers of a
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,9 @@ import numpy as np
 from twsbench.core.config import Config
 from twsbench.core.threads import cpus, limited
 from twsbench.core.timing import measure
+from twsbench.downscaling.wrappers import split_name, wrap
 from twsbench.prepare.grids import Grids
+from twsbench.running.catalog import make
 from twsbench.running.plan import ModelRun, load
 from twsbench.scoring.table import hotspots, score_prediction
 
@@ -68,11 +71,13 @@ def where() -> tuple[str, int]:
     return str(worker.name), int(worker.state.nthreads)
 
 
-def fit_one(spec: ModelRun, world: World, config: Config, rid: str, threads: int = 0,
-            epoch: float | None = None, want_history: bool = True,
-            stage: Callable[[str], None] | None = None) -> FitResult:
-    """Fit ``spec`` on the world's training months, predict every month (and, with a truth,
-    the validation months without their GRACE), and score it.
+def fit_one(specs: Sequence[ModelRun], world: World, config: Config, rid: str,
+            threads: int = 0, epoch: float | None = None, want_history: bool = True,
+            stage: Callable[[str], None] | None = None) -> list[FitResult]:
+    """Fit the model ``specs`` share (one :attr:`ModelRun.fit_key`: one name's variants,
+    e.g. ``X``, ``X+residual``) once on the world's training months; for each spec,
+    predict every month (and, with a truth, the validation months with their GRACE hidden)
+    through its wrappers and score it.
 
     ``threads``: threads per task for torch, BLAS and OpenMP (0: no limit; -1: the worker's
     CPUs divided by its task slots). ``epoch``: the run's start (``time.time()``), which the
@@ -82,42 +87,56 @@ def fit_one(spec: ModelRun, world: World, config: Config, rid: str, threads: int
     from twsbench.scoring import uncertainty
 
     load(config)  # the config's plug-ins, in a worker process too
+    if len({s.fit_key for s in specs}) != 1:
+        raise ValueError(f"expected runs sharing one fit, found {[s.tag for s in specs]}")
     worker, slots = where()
     if threads < 0:
         threads = max(1, cpus() // max(slots, 1))
     started = time.time()
     grids, truth = world.grids, world.truth
     say = stage or (lambda label: None)
-    say(f"{spec.name} (seed {spec.seed}): fit")
-    model = spec.make()  # first: a CNN imports torch, whose threads the cap then sets
+    first = specs[0]
+    say(f"{first.base} (seed {first.seed}): fit")
+    # made first: a CNN imports torch, whose threads the cap then sets
+    fitted = make(first.base, seed=first.seed, params=first.params, device=first.device)
     with limited(threads), measure() as fit_m:
-        model.fit(grids, grids.split_months("train"))
-    say(f"{spec.name} (seed {spec.seed}): predict")
-    with limited(threads):
-        with measure() as pred_m:
-            cells = np.asarray(model.predict_cells(grids, grids.months), dtype=np.float64)
-        hidden = None
-        if truth is not None and not model.needs_grace:
-            view = uncertainty.hide_validation(grids)
-            hidden = np.asarray(model.predict_cells(view, grids.split_months("validation")),
-                                dtype=np.float64)
-        t1 = time.perf_counter()
-        rows, monthly = score_prediction(grids, cells, truth, spec.name, spec.seed, rid,
-                                         world.reference, config.ranking.hotspot_trend)
-        score_seconds = time.perf_counter() - t1
-        covered = int(model.covers(grids, grids.months).sum())
+        fitted.fit(grids, grids.split_months("train"))
+    view = uncertainty.hide_validation(grids) if truth is not None else None
+    out = []
+    for spec in specs:
+        say(f"{spec.name} (seed {spec.seed}): predict")
+        t0 = time.time()
+        model = wrap(fitted, split_name(spec.name)[1])
+        with limited(threads):
+            with measure() as pred_m:
+                cells = np.asarray(model.predict_cells(grids, grids.months), dtype=np.float64)
+            hidden = None
+            if view is not None and not model.needs_grace:
+                hidden = np.asarray(model.predict_cells(view, grids.split_months("validation")),
+                                    dtype=np.float64)
+            t1 = time.perf_counter()
+            rows, monthly = score_prediction(grids, cells, truth, spec.name, spec.seed, rid,
+                                             world.reference, config.ranking.hotspot_trend)
+            score_seconds = time.perf_counter() - t1
+            covered = int(model.covers(grids, grids.months).sum())
+        out.append((spec, cells, hidden, rows, monthly, pred_m, score_seconds, covered,
+                    time.time() - t0))
     ended = time.time()
     epoch = started if epoch is None else epoch
-    timing = {
-        "model": spec.name, "seed": spec.seed, "fit_seconds": fit_m.seconds,
-        "predict_seconds": pred_m.seconds,
-        "cells_months_per_second": grids.n_cells * covered / max(pred_m.seconds, 1e-9),
-        "fit_peak_rss_gib": fit_m.peak_rss / 2**30,
-        "predict_peak_rss_gib": pred_m.peak_rss / 2**30,
-        "score_seconds": score_seconds, "device": spec.device,
-        "worker": worker, "host": socket.gethostname(), "threads": threads or cpus(),
-        "task_start_s": started - epoch, "task_end_s": ended - epoch,
-        "task_seconds": ended - started,
-    }
-    return FitResult(rows, monthly, timing, cells, hidden,
-                     list(model.history) if want_history else [])
+    results = []
+    for spec, cells, hidden, rows, monthly, pred_m, score_seconds, covered, own in out:
+        timing = {
+            "model": spec.name, "seed": spec.seed, "fit_seconds": fit_m.seconds,
+            "predict_seconds": pred_m.seconds,
+            "cells_months_per_second": grids.n_cells * covered / max(pred_m.seconds, 1e-9),
+            "fit_peak_rss_gib": fit_m.peak_rss / 2**30,
+            "predict_peak_rss_gib": pred_m.peak_rss / 2**30,
+            "score_seconds": score_seconds, "device": spec.device,
+            "worker": worker, "host": socket.gethostname(), "threads": threads or cpus(),
+            "task": f"{first.base}__seed{first.seed}", "shares_fit": len(specs) > 1,
+            "task_start_s": started - epoch, "task_end_s": ended - epoch,
+            "task_seconds": ended - started, "own_seconds": own,
+        }
+        results.append(FitResult(rows, monthly, timing, cells, hidden,
+                                 list(fitted.history) if want_history else []))
+    return results
