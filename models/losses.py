@@ -54,11 +54,21 @@ def pattern_loss(y: torch.Tensor, source: torch.Tensor, cell_mascon: torch.Tenso
 
 @dataclass
 class DynamicWeights:
-    """``w_k = λ_k · EMA(max(0, 1 − r_k))`` over training steps.
+    """``w_k = λ_k · EMA(drive_k)`` over training steps, ``drive_k = clip(1 − r_k, 0, 1)``.
 
     ``r_k`` is the batch's mean correlation of the prediction's sub-mascon pattern with source
     *k*, detached from the graph. A source pulls harder while the prediction drifts from its
-    pattern and less once they agree. The average starts at 1 (no agreement assumed).
+    pattern and less once they agree. The average starts at 1 (no agreement assumed), so
+    ``λ_k`` is each weight's ceiling.
+
+    Anti-correlation (``r_k < 0``) drives like no correlation, ``drive_k = 1``, not up to 2: a
+    source whose pattern the prediction opposes is one that GRACE's misfit term is pulling
+    away from, and letting it pull with more than its configured weight would let a wrong
+    prior (a model missing groundwater depletion) outweigh GRACE exactly where the two
+    disagree most.
+
+    The training loop calls :meth:`update` after each optimiser step, with that step's
+    correlations; the step itself used :attr:`weights` as they were before it.
     """
 
     lambdas: tuple[float, ...]
@@ -69,9 +79,14 @@ class DynamicWeights:
         if not self.state:
             self.state = [1.0] * len(self.lambdas)
 
+    @staticmethod
+    def drive(r: float) -> float:
+        """How hard a source with correlation ``r`` pulls, in [0, 1]."""
+        return min(1.0, max(0.0, 1.0 - r))
+
     def update(self, r: list[float]) -> list[float]:
         """One step: fold the new correlations into the averages; return the weights."""
-        self.state = [self.decay * s + (1.0 - self.decay) * max(0.0, 1.0 - rk)
+        self.state = [self.decay * s + (1.0 - self.decay) * self.drive(rk)
                       for s, rk in zip(self.state, r, strict=True)]
         return self.weights
 

@@ -13,8 +13,10 @@ class TrainConfig:
     """Choices of the network and its training (all exposed in the run config).
 
     ``lambdas`` are the pattern weights for (WaterGAP, ERA5 storage); ``ema`` the decay of the
-    dynamic weights' average; ``sigma_floor`` (mm) the smallest GRACE σ in ``L_obs``. The
-    device is not a choice here: the run's ``[compute] device`` decides it for every model.
+    dynamic weights' average; ``sigma_floor`` (mm) the smallest GRACE σ in ``L_obs``.
+    ``grace_input`` adds the month's GRACE (interpolated to the cells) and a has-GRACE flag
+    as input channels; ``grace_dropout`` is the share of training months shown without them.
+    The device is not a choice here: the run's ``[compute] device`` decides it for every model.
     """
 
     loss: str = "dynamic"
@@ -28,6 +30,7 @@ class TrainConfig:
     ema: float = 0.9
     sigma_floor: float = 10.0
     grace_input: bool = False
+    grace_dropout: float = 0.0
     train_tile: int = 128
     infer_pixels: int = 600_000
     infer_core: int = 64
@@ -35,3 +38,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, found {self.loss!r}")
+        if not 0.0 <= self.grace_dropout < 1.0:
+            raise ValueError(f"grace_dropout: expected a share in [0, 1), found "
+                             f"{self.grace_dropout!r}")
+        if self.grace_dropout > 0 and not self.grace_input:
+            raise ValueError(f"grace_dropout: expected 0 without grace_input, found "
+                             f"{self.grace_dropout!r}")

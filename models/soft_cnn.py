@@ -3,9 +3,10 @@
 | name | loss |
 |---|---|
 | ``soft_cnn`` | ``L_obs + Σ_k w_k(t) L_pat,k`` with dynamic weights |
-| ``soft_cnn_static`` | the same with fixed weights ``w_k = λ_k`` |
+| ``soft_cnn_static`` | the same with fixed weights: the dynamic run's mean applied weights |
 | ``soft_cnn_obs_only`` | ``L_obs`` alone |
 | ``seda_loss`` | the GRACE-SeDA loss |
+| ``soft_cnn_grace`` | ``soft_cnn`` with the month's GRACE as an input, trained with GRACE dropout |
 
 After Uz, Atman, Akyılmaz & Shum (2026), J. Hydrol., doi:10.1016/j.jhydrol.2026.135015; the
 paper's formulas are not public, so this is the suite's documented design
@@ -76,7 +77,10 @@ class SoftCNN(Base):
         require_torch(self.name)
         super().__init__(seed, device, **params)
         train = {k: v for k, v in self.params.items() if k != "checkpoint_dir"}
-        self.config = TrainConfig(loss=self.loss, **train)
+        try:
+            self.config = TrainConfig(loss=self.loss, **train)
+        except ValueError as err:
+            raise ConfigError(f"[models.params.{self.name}] {err}") from err
         self.checkpoint_dir = self.params["checkpoint_dir"]
         self.trainer: Trainer | None = None
 
@@ -123,7 +127,26 @@ class SoftCNNDynamic(SoftCNN):
 
 @DOWNSCALERS.register("soft_cnn_static")
 class SoftCNNStatic(SoftCNN):
+    """The dynamic CNN's ablation: the same loss with each pattern weight fixed at the mean
+    weight the dynamic run (``soft_cnn``, same seed and parameters) applied over its training
+    steps, so that the two differ only in the weights' dynamics, not their size.
+
+    The fit trains the dynamic network first (or takes it from its checkpoint: a run that
+    scores ``soft_cnn`` too has trained it already) to read its history.
+    """
+
     loss = "static"
+
+    def fit(self, grids: Grids, months: np.ndarray, validation: np.ndarray | None = None
+            ) -> None:
+        dynamic = SoftCNNDynamic(self.seed, self.device, **self.params)
+        dynamic.fit(grids, months, validation)
+        assert dynamic.trainer is not None
+        wghm, era5 = dynamic.trainer.mean_applied_weights()
+        self.dynamic_weights = (wghm, era5)
+        dynamic.trainer = None  # its network is not needed any more
+        self.config = dataclasses.replace(self.config, lambdas=self.dynamic_weights)
+        super().fit(grids, months, validation)
 
 
 @DOWNSCALERS.register("soft_cnn_obs_only")
@@ -134,3 +157,16 @@ class SoftCNNObsOnly(SoftCNN):
 @DOWNSCALERS.register("seda_loss")
 class SedaLoss(SoftCNN):
     loss = "seda"
+
+
+@DOWNSCALERS.register("soft_cnn_grace")
+class SoftCNNGrace(SoftCNN):
+    """The dynamic CNN with the month's GRACE as an input (interpolated to the cells, and a
+    has-GRACE flag), trained with GRACE dropout: a ``grace_dropout`` share of the training
+    months is shown without it, so one network serves months with GRACE (downscale) and
+    without (gap-fill). Its validation loss is taken with GRACE hidden, which it cannot
+    copy."""
+
+    loss = "dynamic"
+    defaults: ClassVar[dict[str, Any]] = {**SoftCNN.defaults, "grace_input": True,
+                                          "grace_dropout": 0.3}

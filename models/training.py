@@ -127,12 +127,21 @@ class Trainer:
         return self.image(pos, None, g.cell_index, *g.shape)
 
     # ---- loss -----------------------------------------------------------------------------
-    def loss(self, pos: np.ndarray, region: Region, train: bool
-             ) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, pos: np.ndarray, region: Region, drop: np.random.Generator | None = None,
+             hide_grace: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
+        """The batch's loss and its logged parts (``obs``, ``total``; with pattern terms
+        ``pat_*`` and the correlations ``r_*`` the dynamic weights follow). ``drop``: the
+        generator of GRACE dropout (training a GRACE-input network); ``hide_grace``: every
+        month shown without GRACE."""
         data = self._data
         if data is None or not data.covers(pos):  # months outside the fit: this batch only
             data = MonthData(self, pos)
         x = data.inputs(pos, region)
+        if self.config.grace_input and hide_grace:
+            x = x.clone()
+            x[:, -2:] = 0.0
+        elif self.config.grace_input and drop is not None and self.config.grace_dropout > 0:
+            x = self._drop_grace(x, drop)
         tg = data.targets(pos, region)
         out = self.net(x).reshape(pos.size, -1)[:, tg["pixel"]] * self.scale
         cm, cw, n_m = tg["cell_mascon"], tg["cell_weight"], region.mascons.size
@@ -156,11 +165,17 @@ class Trainer:
         logged["total"] = total
         # one transfer for every logged number (one synchronisation on a GPU)
         values = torch.stack([v.detach() for v in logged.values()]).tolist()
-        parts = dict(zip(logged, values, strict=True))
-        rs = [parts.pop(f"r_{name}") for name in ("wghm", "era5") if f"r_{name}" in parts]
-        if kind == "dynamic" and train:
-            self.weights.update(rs)  # for the next step, from this step's detached r
-        return total, parts
+        return total, dict(zip(logged, values, strict=True))
+
+    def _drop_grace(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """GRACE dropout: a ``grace_dropout`` share of the batch's months shown as months
+        without GRACE (its channel and flag 0), so one network learns both tasks; their
+        GRACE stays the target of ``L_obs``."""
+        drop = np.flatnonzero(rng.random(x.shape[0]) < self.config.grace_dropout)
+        if drop.size:
+            x = x.clone()
+            x[torch.from_numpy(drop).to(x.device), -2:] = 0.0
+        return x
 
     # ---- training -------------------------------------------------------------------------
     def fit(self, train: np.ndarray, validation: np.ndarray,
@@ -200,23 +215,27 @@ class Trainer:
                     break
                 rng = np.random.default_rng([self.seed, epoch, 5150])
                 torch.manual_seed(self.seed * 100_003 + epoch)
+                drop = np.random.default_rng([self.seed, epoch, 3])  # GRACE dropout
                 order = rng.permutation(train_pos)
                 self.net.train()
-                totals = []
+                totals, applied = [], []
                 for b in range(0, order.size, cfg.batch_months):
                     batch = np.sort(order[b:b + cfg.batch_months])
                     region = (regions[rng.integers(len(regions))] if len(regions) > 1
                               else regions[0])
+                    applied.append(self.pattern_weights())  # what this step's loss uses
                     opt.zero_grad()
-                    total, parts = self.loss(batch, region, train=True)
+                    total, parts = self.loss(batch, region, drop=drop)
                     total.backward()
                     opt.step()
+                    if cfg.loss == "dynamic":  # the next step's weights, from this one's r
+                        self.weights.update([parts["r_wghm"], parts["r_era5"]])
                     totals.append(parts)
                 record: dict[str, Any] = {
                     "epoch": epoch,
                     "train_total": float(np.mean([p["total"] for p in totals])),
                     "train_obs": float(np.mean([p["obs"] for p in totals])),
-                    "weights": self.pattern_weights()}
+                    "weights": self.pattern_weights(), "applied_weights": applied}
                 if val_pos.size:
                     record["val_obs"] = self.validation_obs(val_pos, full)
                     if record["val_obs"] < best - 1e-9:
@@ -256,12 +275,21 @@ class Trainer:
             return list(self.weights.weights)
         return list(self.config.lambdas) if self.config.loss == "static" else []
 
+    def mean_applied_weights(self) -> list[float]:
+        """Per pattern source, the mean weight the training steps applied (the history's
+        ``applied_weights``, every step of every epoch trained)."""
+        steps = [w for e in self.history.epochs for w in e.get("applied_weights", [])]
+        return [float(v) for v in np.mean(steps, axis=0)] if steps else []
+
     @torch.no_grad()
     def validation_obs(self, pos: np.ndarray, region: Region) -> float:
+        """Validation ``L_obs``; a GRACE-input network is shown the months without their
+        GRACE, so that it cannot lower the loss by copying its input."""
         self.net.eval()
         vals = []
         for b in range(0, pos.size, self.config.batch_months):
-            _, parts = self.loss(pos[b:b + self.config.batch_months], region, train=False)
+            _, parts = self.loss(pos[b:b + self.config.batch_months], region,
+                                 hide_grace=True)
             vals.append(parts["obs"] * min(self.config.batch_months, pos.size - b))
         return float(np.sum(vals) / pos.size)
 

@@ -15,6 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tests import tiny  # noqa: E402
+from twsbench.core.errors import ConfigError  # noqa: E402
 from twsbench.models import cpu, data, losses  # noqa: E402
 from twsbench.models.network import UNet, receptive_radius  # noqa: E402
 from twsbench.models.training import MonthData, TrainConfig, Trainer  # noqa: E402
@@ -71,6 +72,62 @@ def test_one_step_of_the_dynamic_weights():
     assert w.state == pytest.approx([0.53, 0.9])
     fresh = losses.DynamicWeights(lambdas=(1.0,))
     assert fresh.weights == [1.0]  # starts at λ (no agreement assumed)
+
+
+def test_anti_correlation_pulls_like_no_correlation_never_more():
+    """An input the prediction opposes (r < 0) drives its weight like r = 0: the weight
+    stays at most λ, however long the disagreement lasts."""
+    w = losses.DynamicWeights(lambdas=(2.0, 0.5), decay=0.9)
+    assert w.update([-0.5, 0.0]) == pytest.approx([2.0, 0.5])  # 0.9·1 + 0.1·1, not 1.05
+    for r in np.linspace(-1.0, 1.0, 41):
+        w.update([r, -r])
+        assert all(wk <= lam + 1e-12 for wk, lam in zip(w.weights, w.lambdas, strict=True))
+    assert [losses.DynamicWeights.drive(r) for r in (-1.0, -0.2, 0.0, 0.3, 1.0, 1.2)] == \
+        pytest.approx([1.0, 1.0, 1.0, 0.7, 0.0, 0.0])
+
+
+def test_static_ablation_fixes_each_weight_at_the_dynamic_runs_mean(tiny_grids, tmp_path):
+    """``soft_cnn_static`` differs from ``soft_cnn`` only in the dynamics: each pattern weight
+    is the mean of the weights the dynamic fit (same seed and parameters) applied, step by
+    step, in every epoch it trained."""
+    grids = tiny_grids
+    params = {**FAST, "epochs": 3, "checkpoint_dir": str(tmp_path)}
+    dynamic = make("soft_cnn", params=params)
+    dynamic.fit(grids, grids.split_months("train"))
+    steps = [w for epoch in dynamic.history for w in epoch["applied_weights"]]
+    assert len(steps) > 3 * 2  # several steps per epoch
+    assert steps[0] == pytest.approx([1.0, 0.5])  # the first step's weights are λ
+    mean = np.mean(steps, axis=0)
+    assert not np.allclose(mean, [1.0, 0.5])  # the dynamics moved them
+    static = make("soft_cnn_static", params=params)
+    static.fit(grids, grids.split_months("train"))
+    for epoch in static.history:  # the weights every static step applied
+        for applied in epoch["applied_weights"]:
+            np.testing.assert_allclose(applied, mean, rtol=1e-12)
+    # its dynamic run is the one soft_cnn trained: taken from that fit's checkpoint
+    assert static.dynamic_weights == pytest.approx(tuple(mean), rel=1e-12)
+
+
+def test_grace_dropout_hides_a_share_of_the_months_grace(tiny_grids, tmp_path):
+    """A dropped month's GRACE channel and flag are 0; the others keep theirs."""
+    config = TrainConfig(epochs=1, base_channels=8, grace_input=True, grace_dropout=0.5)
+    trainer = Trainer(tiny_grids, config, seed=0)
+    pos = np.flatnonzero(tiny_grids.has_grace)[:64]
+    x = trainer._whole_image(pos)
+    out = trainer._drop_grace(x, np.random.default_rng(0))
+    flag = out[:, -1].amax(dim=(1, 2)).numpy()
+    dropped = flag == 0
+    assert 0.3 < dropped.mean() < 0.7
+    assert float(out[dropped][:, -2:].abs().max()) == 0.0
+    torch.testing.assert_close(out[~dropped], x[~dropped], rtol=0, atol=0)
+    torch.testing.assert_close(out[:, :-2], x[:, :-2], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("params", [{"grace_dropout": 0.2}, {"grace_input": True,
+                                                             "grace_dropout": 1.0}])
+def test_grace_dropout_needs_the_grace_input_and_a_share(params):
+    with pytest.raises(ConfigError, match=r"^\[models.params.soft_cnn\] grace_dropout: "):
+        make("soft_cnn", params=params)
 
 
 def test_pattern_term_is_blind_to_mascon_means():

@@ -13,7 +13,7 @@ BBOX = [24.0, 31.0, 75.0, 85.0]
 #: one seed: the tests' runs are about the harness, not the seeds' spread
 TINY: dict[str, Any] = {"domain": {"bbox": BBOX}, "twin": {"seed": 1}, "models": {"seeds": [0]}}
 
-CNNS = ("soft_cnn", "soft_cnn_static", "soft_cnn_obs_only", "seda_loss")
+CNNS = ("soft_cnn", "soft_cnn_static", "soft_cnn_obs_only", "seda_loss", "soft_cnn_grace")
 #: parameters that keep each model quick on the tiny domain
 QUICK: dict[str, dict[str, Any]] = {
     "random_forest": {"n_estimators": 20},
