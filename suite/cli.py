@@ -90,12 +90,13 @@ def _inspect(args: argparse.Namespace, console: Console) -> int:
 
 
 def _load_config(path: str | None, scheduler: str | None = None, workers: int | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, layers: Sequence[str] = (),
+                 sets: Sequence[str] = ()):
     import dataclasses
 
-    from twsbench.core.config import load, parse, validate
+    from twsbench.core.config import load, validate
 
-    config = load(path) if path else parse({}, "<built-in twin config>")
+    config = load(path, tuple(layers), tuple(sets))
     changes: dict = {}
     if scheduler:
         changes.update(scheduler=scheduler, workers=0)
@@ -135,7 +136,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     from twsbench.pipeline.benchmark import run
     from twsbench.scoring.leaderboards import NO_TRUTH, leaderboard, ranking_metric
 
-    config = _load_config(args.config, args.scheduler, args.workers, args.threads_per_task)
+    config = _load_config(args.config, args.scheduler, args.workers, args.threads_per_task,
+                          args.params, args.set)
     t0 = time.perf_counter()
     with bars(console, enabled=not args.quiet) as (stage, progress):
         run_dir, reused = run(config, args.out, force=args.force,
@@ -254,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads-per-task", type=int, metavar="T",
                      help="torch/BLAS/OpenMP threads of each fit (default: the CPUs per "
                           "task slot)")
+    run.add_argument("--params", action="append", default=[], metavar="FILE",
+                     help="a parameter layer (twsbench tune's output) applied on top of the "
+                          "config; repeatable")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="one config value, e.g. models.params.lightgbm.num_leaves=63; "
+                          "repeatable, applied last")
     run.add_argument("--force", action="store_true",
                      help="run again even if this run exists (into a new folder)")
     run.add_argument("--benchmark-json", action="append", default=[], metavar="FILE",

@@ -186,6 +186,10 @@ class Config:
     models: Models = Models()
     ranking: Ranking = Ranking()
     report: Report = Report()
+    #: provenance of tuned parameters (``twsbench tune``'s ``[tuning]`` table), by model
+    tuning: dict[str, Any] = field(default_factory=dict)
+    #: parameter layers applied on top of the config file (``twsbench run --params``)
+    layers: tuple[str, ...] = ()
     source: str = "<defaults>"
 
     @property
@@ -264,12 +268,16 @@ def _build(cls, table: dict[str, Any], where: str):
     return cls(**values)
 
 
-def parse(table: dict[str, Any], source: str = "<dict>", base: Path | None = None) -> Config:
+def parse(table: dict[str, Any], source: str = "<dict>", base: Path | None = None,
+          layers: tuple[str, ...] = ()) -> Config:
     """Build and validate a :class:`Config` from a parsed TOML table."""
-    unknown = sorted(set(table) - set(_SECTIONS))
+    unknown = sorted(set(table) - set(_SECTIONS) - {"tuning"})
     if unknown:
-        raise ConfigError(f"{source}: expected sections among {', '.join(_SECTIONS)}, found "
-                          f"unknown {', '.join(unknown)}")
+        raise ConfigError(f"{source}: expected sections among {', '.join(_SECTIONS)}, "
+                          f"tuning, found unknown {', '.join(unknown)}")
+    tuning = table.get("tuning", {})
+    if not isinstance(tuning, dict):
+        raise ConfigError(f"{source}: [tuning]: expected a table, found {tuning!r}")
     parts = {}
     for name, cls in _SECTIONS.items():
         section = table.get(name, {})
@@ -283,21 +291,86 @@ def parse(table: dict[str, Any], source: str = "<dict>", base: Path | None = Non
                         era5=tuple(rel(p) for p in inputs.era5), truth=rel(inputs.truth),
                         grace_companions=tuple(rel(p) for p in inputs.grace_companions))
     parts["inputs"] = inputs
-    config = Config(**parts, source=source)
+    config = Config(**parts, tuning=dict(tuning), layers=tuple(layers), source=source)
     validate(config)
     return config
 
 
-def load(path: str | Path) -> Config:
-    """Read a TOML config file."""
-    path = Path(path)
+def _read(path: Path, what: str) -> dict[str, Any]:
     if not path.exists():
-        raise ConfigError(f"{path}: expected a TOML config file, found no such file")
+        raise ConfigError(f"{path}: expected a TOML {what}, found no such file")
     try:
-        table = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: expected valid TOML, found {err}") from err
-    return parse(table, str(path), base=path.parent)
+
+
+def merge(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``layer``'s values put in, tables merged key by key (a copy)."""
+    out = dict(base)
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+#: what a parameter layer may set: model parameters and their tuning's provenance
+LAYER_KEYS = {"models": {"params"}, "tuning": None}
+
+
+def read_layer(path: str | Path) -> dict[str, Any]:
+    """A parameter layer (``twsbench tune``'s output): ``[models.params.NAME]`` tables and a
+    ``[tuning]`` table, nothing else."""
+    path = Path(path)
+    table = _read(path, "parameter layer")
+    for section, value in table.items():
+        if section not in LAYER_KEYS:
+            raise ConfigError(f"{path}: [{section}]: expected only [models.params.NAME] and "
+                              f"[tuning] tables in a parameter layer, found [{section}]")
+        allowed = LAYER_KEYS[section]
+        extra = sorted(set(value) - allowed) if allowed is not None else []
+        if extra:
+            raise ConfigError(f"{path}: [{section}] {extra[0]}: expected only "
+                              f"[models.params.NAME] and [tuning] tables in a parameter "
+                              f"layer, found {extra[0]}")
+    return table
+
+
+def override(text: str) -> dict[str, Any]:
+    """``--set KEY=VALUE`` as a table: ``models.params.soft_cnn_grace.grace_dropout=0.6`` →
+    ``{"models": {"params": {"soft_cnn_grace": {"grace_dropout": 0.6}}}}``. The value is
+    TOML (a bare word is taken as a string); the key may quote parts
+    (``models.params."lightgbm+residual".n_estimators=100``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set: expected KEY=VALUE (e.g. models.seeds=[0]), found {text!r}")
+    for candidate in (value.strip(), json.dumps(value.strip())):
+        try:
+            return tomllib.loads(f"{key.strip()} = {candidate}")
+        except tomllib.TOMLDecodeError:
+            continue
+    raise ConfigError(f"--set: expected KEY=VALUE with a TOML key, found {text!r}")
+
+
+def load(path: str | Path | None, layers: tuple[str | Path, ...] = (),
+         sets: tuple[str, ...] = ()) -> Config:
+    """Read a TOML config file (``None``: the built-in twin config), with parameter
+    ``layers`` (:func:`read_layer`) and ``sets`` (:func:`override`) applied in turn."""
+    if path is None:
+        table: dict[str, Any] = {}
+        source, base = "<built-in twin config>", None
+    else:
+        path = Path(path)
+        table = _read(path, "config file")
+        source, base = str(path), path.parent
+    for layer in layers:
+        table = merge(table, read_layer(layer))
+    for text in sets:
+        table = merge(table, override(text))
+    return parse(table, source, base=base,
+                 layers=tuple(str(Path(p).resolve()) for p in layers))
 
 
 def validate(config: Config) -> None:
@@ -418,8 +491,8 @@ def from_plain(plain: dict[str, Any], source: str) -> Config:
     """A config back from :func:`as_plain` (as saved in a run's ``meta.json``)."""
     table = {section: {k: v for k, v in values.items() if v is not None}
              for section, values in plain.items()
-             if section != "source" and isinstance(values, dict)}
-    return parse(table, source)
+             if section not in ("source", "layers") and isinstance(values, dict)}
+    return parse(table, source, layers=tuple(plain.get("layers", ())))
 
 
 def as_plain(obj: Any) -> Any:

@@ -59,6 +59,7 @@ def run_id(config: Config, runs: list[ModelRun] | None = None) -> str:
     runs = plan(config) if runs is None else runs
     plain = as_plain(config)
     plain.pop("source", None)
+    plain.pop("layers", None)  # where parameters came from; they are in runs, [tuning] here
     for key in ("scheduler", "workers", "threads_per_task"):  # where it runs, not what
         plain["compute"].pop(key, None)
     for key in ("names", "params"):  # what they resolve to is in runs
@@ -348,7 +349,8 @@ def execute(config: Config, folder: RunFolder, *, benchmark_json: list[Path] | N
             "started": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
             "stage_seconds": stages, "device": backend.resolve(config.compute.device),
             "runs": [r.as_dict() for r in runs], "plugins": list(config.models.plugins),
-            "executor": where, "worlds": [w.label for w in worlds if w is not None]}
+            "executor": where, "worlds": [w.label for w in worlds if w is not None],
+            "params_layers": list(config.layers), "tuning": config.tuning}
     write_meta(work, meta)
     if Path(config.source).exists():
         shutil.copy(config.source, work / "config.toml")
