@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from twsbench.core import kernels, threads
-from twsbench.downscaling.contract import DOWNSCALERS, Base
+from twsbench.downscaling.contract import DOWNSCALERS, Base, Range, SearchSpace
 from twsbench.prepare.grids import FIELDS, Grids
 
 PREDICTORS = (*FIELDS, "lat", "lon", "sin_month", "cos_month", "time_index")
@@ -97,6 +97,10 @@ class RandomForest(Learned):
                                           "n_jobs": -1}
     param_types: ClassVar[dict[str, tuple[type, ...]]] = {
         "max_depth": (int, type(None)), "max_features": (float, int, str)}
+    search_space: ClassVar[SearchSpace] = {
+        "n_estimators": Range(50, 300, log=True, integer=True),
+        "min_samples_leaf": Range(1, 30, log=True, integer=True),
+        "max_features": Range(0.2, 1.0)}
 
     def regressor(self):
         from sklearn.ensemble import RandomForestRegressor
@@ -127,6 +131,13 @@ class LightGBM(Learned):
                                           "num_leaves": 31, "min_child_samples": 20,
                                           "subsample": 0.8, "subsample_freq": 1,
                                           "colsample_bytree": 0.9, "n_jobs": 2}
+    search_space: ClassVar[SearchSpace] = {
+        "n_estimators": Range(100, 1500, log=True, integer=True),
+        "learning_rate": Range(0.01, 0.2, log=True),
+        "num_leaves": Range(7, 127, log=True, integer=True),
+        "min_child_samples": Range(5, 200, log=True, integer=True),
+        "subsample": Range(0.5, 1.0),
+        "colsample_bytree": Range(0.4, 1.0)}
 
     def regressor(self):
         import lightgbm

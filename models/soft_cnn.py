@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from twsbench.core import backend, cache, codehash
 from twsbench.core.errors import ConfigError
-from twsbench.downscaling.contract import DOWNSCALERS, Base
+from twsbench.downscaling.contract import DOWNSCALERS, Base, Choice, Range, SearchSpace
 from twsbench.models.settings import TrainConfig
 from twsbench.prepare.grids import Grids
 
@@ -67,7 +68,14 @@ class SoftCNN(Base):
     stochastic: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = {**_DEFAULTS, "checkpoint_dir": None}
     param_types: ClassVar[dict[str, tuple[type, ...]]] = {"checkpoint_dir": (str, Path)}
+    search_space: ClassVar[SearchSpace] = {
+        "lr": Range(3e-4, 1e-2, log=True), "base_channels": Choice((8, 16, 32)),
+        "batch_months": Choice((4, 8, 16)), "sigma_floor": Range(3.0, 30.0, log=True)}
+    #: parameters of the pattern terms, searched where the loss has them
+    pattern_space: ClassVar[SearchSpace] = {"ema": Range(0.5, 0.99)}
     loss: ClassVar[str] = "dynamic"
+    #: called with each epoch's record while fitting (``twsbench tune`` prunes trials there)
+    on_epoch: Callable[[dict], None] | None = None
 
     @classmethod
     def available(cls) -> bool:
@@ -105,7 +113,8 @@ class SoftCNN(Base):
             validation = validation[~np.isin(validation, months)]
         self.trainer = Trainer(grids, self.config, self.seed,
                                self._checkpoints(grids, months), device=self.device)
-        self.trainer.fit(months, np.asarray(validation, dtype="datetime64[M]"))
+        self.trainer.fit(months, np.asarray(validation, dtype="datetime64[M]"),
+                         on_epoch=self.on_epoch)
 
     @property
     def history(self) -> list[dict]:
@@ -123,6 +132,7 @@ class SoftCNN(Base):
 @DOWNSCALERS.register("soft_cnn")
 class SoftCNNDynamic(SoftCNN):
     loss = "dynamic"
+    search_space: ClassVar[SearchSpace] = {**SoftCNN.search_space, **SoftCNN.pattern_space}
 
 
 @DOWNSCALERS.register("soft_cnn_static")
@@ -170,3 +180,5 @@ class SoftCNNGrace(SoftCNN):
     loss = "dynamic"
     defaults: ClassVar[dict[str, Any]] = {**SoftCNN.defaults, "grace_input": True,
                                           "grace_dropout": 0.3}
+    search_space: ClassVar[SearchSpace] = {**SoftCNN.search_space, **SoftCNN.pattern_space,
+                                           "grace_dropout": Range(0.0, 0.7)}

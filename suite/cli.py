@@ -167,6 +167,35 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace, console: Console) -> int:
+    import shlex
+
+    from twsbench.core.progress import bars
+    from twsbench.pipeline.tune import tune
+
+    config = _load_config(args.config, args.scheduler, args.workers)
+    command = "twsbench " + " ".join(shlex.quote(a) for a in args.argv)
+    t0 = time.perf_counter()
+    with bars(console, enabled=not args.quiet) as (stage, _):
+        layer = tune(config, args.trials, args.out, task=args.task,
+                     world_seed=args.world_seed, seed=args.seed, command=command, stage=stage)
+    info = layer["tuning"]
+    table = Table(title=f"tuned on {info['world']} ({info['validation_months']} validation "
+                  f"months, {info['objective']}) in {time.perf_counter() - t0:.0f} s")
+    for column in ("model", "first trial", "best", "trials", "pruned", "CPU s"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for name in layer["models"]["params"]:
+        t = info[name]
+        first = "pruned" if t.get("first") is None else f"{t['first']:.4f}"
+        table.add_row(name, first, f"{t['best']:.4f}", str(t["trials"]), str(t["pruned"]),
+                      f"{t['cpu_seconds']:.0f}")
+    console.print(table)
+    if info["untuned"]:
+        console.print(f"not tuned (no search space): {', '.join(info['untuned'])}")
+    console.print(f"layer: {args.out} (apply with: twsbench run CONFIG --params {args.out})")
+    return 0
+
+
 def _report(args: argparse.Namespace, console: Console) -> int:
     from twsbench.report.build import build_report
 
@@ -269,6 +298,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     run.set_defaults(func=_run)
 
+    tun = sub.add_parser("tune", help="tune every learned model of a config with the same "
+                         "number of trials; write a parameter layer for run --params")
+    tun.add_argument("config", nargs="?", help="TOML config (default: the built-in twin config)")
+    tun.add_argument("--trials", type=int, required=True, metavar="N",
+                     help="trials per learned model")
+    tun.add_argument("--out", required=True, metavar="FILE", help="the parameter layer (TOML)")
+    tun.add_argument("--task", choices=("both", "downscale", "gapfill"), default="both",
+                     help="the objective: the mean of both tasks' primary scores (default) "
+                          "or one")
+    tun.add_argument("--world-seed", type=int, metavar="S",
+                     help="the tuning world's twin seed (default: one more than the "
+                          "config's largest)")
+    tun.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0)")
+    where = tun.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="run trials on this dask "
+                       "scheduler")
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="run trials on a LocalCluster of N workers")
+    tun.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    tun.set_defaults(func=_tune)
+
     report = sub.add_parser("report", help="rebuild a run's report from its saved files")
     report.add_argument("run_dir", help="reports/<run_id>")
     report.set_defaults(func=_report)
@@ -299,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``twsbench`` console script."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     console = Console(stderr=False)

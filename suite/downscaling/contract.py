@@ -18,6 +18,7 @@ entry-point group ``twsbench.downscalers`` (:mod:`twsbench.running.catalog`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -52,6 +53,10 @@ class Downscaler(Protocol):
         config and releases the seed ensemble; otherwise once.
     history
         Per-epoch training records (dicts) for the report; empty for other models.
+    search_space
+        The parameters ``twsbench tune`` searches, each a :class:`Range` or a
+        :class:`Choice`; empty (the default) for a model that is not tuned. Every learned
+        model of a config gets the same number of trials.
     """
 
     # class attributes: set by the registry (name) or the class body, read from the class by
@@ -60,6 +65,7 @@ class Downscaler(Protocol):
     devices: ClassVar[tuple[str, ...]]
     needs_grace: ClassVar[bool]
     stochastic: ClassVar[bool]
+    search_space: ClassVar[SearchSpace]
 
     def __init__(self, seed: int = 0, device: str = "cpu", **params: Any) -> None: ...
 
@@ -88,6 +94,27 @@ class Downscaler(Protocol):
         """The same on the (time, lat, lon) grid, NaN off land, ``units = "mm"``."""
         ...
 
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric parameter's search range for tuning (``twsbench tune``): ``low`` to
+    ``high``, on a log scale with ``log``, integers with ``integer``."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A parameter's options for tuning (values a TOML file can hold)."""
+
+    options: tuple[Any, ...]
+
+
+#: A model's search space: parameter name → its range or options
+SearchSpace = dict[str, Range | Choice]
 
 DOWNSCALERS: Registry[type[Downscaler]] = Registry("downscaler", names_classes=True)
 
@@ -174,6 +201,8 @@ class Base:
     defaults: ClassVar[dict[str, Any]] = {}
     #: accepted types where the default's type does not say (e.g. a default of ``None``)
     param_types: ClassVar[dict[str, tuple[type, ...]]] = {}
+    #: what ``twsbench tune`` searches (empty: not tuned)
+    search_space: ClassVar[SearchSpace] = {}
 
     def __init__(self, seed: int = 0, device: str = "cpu", **params: Any):
         if device not in self.devices:

@@ -11,11 +11,13 @@ from twsbench.inputs import read_truth
 from twsbench.prepare.grids import Grids
 
 
-def truth_on_cells(path: str | Path, grids: Grids) -> np.ndarray:
+def truth_on_cells(path: str | Path, grids: Grids, hide: np.ndarray | None = None
+                   ) -> np.ndarray:
     """``(months, cells)`` truth anomalies (mm) aligned with ``grids``; NaN where absent.
 
     The truth is re-centred on the grids' baseline so that it is comparable with every
-    anomaly in the suite.
+    anomaly in the suite. ``hide`` (a month mask) leaves those months out: NaN, and not in
+    the baseline's mean (tuning reads no test month).
     """
     da = read_truth(path)
     try:
@@ -28,6 +30,8 @@ def truth_on_cells(path: str | Path, grids: Grids) -> np.ndarray:
     keep = np.isin(months, grids.months)
     values = da.values[keep].reshape(int(keep.sum()), -1)[:, grids.cell_index]
     out[np.searchsorted(grids.months, months[keep])] = values
+    if hide is not None:
+        out[np.asarray(hide, dtype=bool)] = np.nan
     base = (grids.months >= np.datetime64(grids.attrs["baseline"][0], "M")) & (
         grids.months <= np.datetime64(grids.attrs["baseline"][1], "M"))
     return out - np.nanmean(out[base], axis=0)
