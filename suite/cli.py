@@ -173,7 +173,7 @@ def _tune(args: argparse.Namespace, console: Console) -> int:
     from twsbench.core.progress import bars
     from twsbench.pipeline.tune import tune
 
-    config = _load_config(args.config, args.scheduler, args.workers)
+    config = _load_config(args.config, args.scheduler, args.workers, sets=args.set)
     command = "twsbench " + " ".join(shlex.quote(a) for a in args.argv)
     t0 = time.perf_counter()
     with bars(console, enabled=not args.quiet) as (stage, _):
@@ -311,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the tuning world's twin seed (default: one more than the "
                           "config's largest)")
     tun.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0)")
+    tun.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="one config value (e.g. models.params_files=[] to start from the "
+                          "models' defaults); repeatable")
     where = tun.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="run trials on this dask "
                        "scheduler")

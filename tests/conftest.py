@@ -247,3 +247,26 @@ def readme_plugin(plugin_dir):
     yield DOWNSCALERS.get("wghm_regression")
     DOWNSCALERS.unregister("wghm_regression")
     sys.modules.pop("my_downscalers", None)
+
+
+def poison_months(path, months, **changes) -> None:
+    """Change the records of ``months`` in a netCDF file, in place: each keyword names a
+    variable and the function that makes its new values from the old."""
+    import netCDF4
+    import numpy as np
+    import xarray as xr
+
+    with xr.open_dataset(path) as ds:
+        records = ds["time"].values.astype("datetime64[M]")
+    idx = np.flatnonzero(np.isin(records, months))
+    assert idx.size == len(months)
+    with netCDF4.Dataset(path, "a") as ds:
+        for k in idx:
+            for var, change in changes.items():
+                ds[var][k] = change(ds[var][k])
+
+
+def poison_grace(path, months) -> None:
+    """Add 30 cm to the GRACE of ``months`` and multiply their σ by 5, in the file."""
+    poison_months(path, months, lwe_thickness=lambda v: v + 30.0,
+                  uncertainty=lambda v: v * 5.0)

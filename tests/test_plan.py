@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -50,11 +51,19 @@ def test_the_built_in_config_is_the_readmes_default_run():
     from twsbench.core.config import load
     from twsbench.running.runner import run_id
 
-    builtin, default = parse({}), load(CONFIGS / "twin-south-asia.toml")
+    builtin, default = load(None), load(CONFIGS / "twin-south-asia.toml")
     assert builtin.models.seeds == (0, 1, 2)
     assert plan(builtin) == plan(default)
     assert [r.seed for r in plan(builtin) if r.name == "soft_cnn"] == [0, 1, 2]
     assert run_id(builtin) == run_id(default)
+    # with the committed tuned parameters, which --set models.params_files=[] leaves out
+    tuned = tomllib.loads((CONFIGS / "tuned-south-asia.toml").read_text())
+    for name, values in tuned["models"]["params"].items():
+        (run,) = [r for r in plan(builtin) if r.name == name and r.seed == 0]
+        assert {k: run.params[k] for k in values} == pytest.approx(values)
+    assert builtin.tuning == tuned["tuning"]
+    untuned = load(CONFIGS / "twin-south-asia.toml", sets=("models.params_files=[]",))
+    assert untuned.tuning == {} and run_id(untuned) != run_id(default)
 
 
 def test_one_device_for_every_model(monkeypatch):

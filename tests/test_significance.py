@@ -231,3 +231,31 @@ def test_dm_with_h2_refuses_gaps(scattered):
 def test_bad_input_says_what_was_expected(diff, months, kwargs, found):
     with pytest.raises(ValueError, match=found):
         block_bootstrap(diff, months, **kwargs)
+
+
+def test_ranking_against_adds_a_reference_on_both_tasks():
+    """``[ranking] against = ["full"]``: an ablation is tested against its full model, which
+    is 30 mm² better every month, beside the tasks' own references."""
+    import pandas as pd
+
+    from twsbench.scoring.comparisons import significance
+
+    months = pd.period_range("2003-01", periods=48, freq="M").to_timestamp()
+    rng = np.random.default_rng(0)
+    rows = []
+    for task, loss, refs in (("downscale", "mse_submascon_truth", ("mascon",)),
+                             ("gapfill", "mse_fine_truth", ("wghm_anomaly",))):
+        base = 100 + rng.normal(0, 5, months.size)
+        for model, shift in ((refs[0], 0.0), ("full", -30.0), ("ablation", 0.0)):
+            rows += [{"model": model, "seed": 0, "month": m, "split": task, "metric": loss,
+                      "value": v + shift} for m, v in zip(months, base, strict=True)]
+    monthly = pd.DataFrame(rows)
+    meta = {"has_truth": True, "config": {"ranking": {"resamples": 200}}}
+    for task in ("downscale", "gapfill"):
+        plain = significance(monthly, meta, task)
+        assert "full" not in set(plain["against"])
+        meta["config"]["ranking"]["against"] = ["full"]
+        table = significance(monthly, meta, task).set_index(["model", "against"])
+        del meta["config"]["ranking"]["against"]
+        row = table.loc[("ablation", "full")]
+        assert row["verdict"] == "worse" and row["mean change"] == pytest.approx(30.0)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import shutil
 
-import netCDF4
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 
 from tests import tiny
+from tests.conftest import poison_grace
 from twsbench.core.config import parse
 from twsbench.pipeline.benchmark import run
 from twsbench.prepare.files import resolve_inputs
@@ -33,18 +33,6 @@ def _files_config(grace, files, models, truth=True) -> dict:
     return tiny.table(inputs=inputs, models=models)
 
 
-def _poison(path, months) -> None:
-    """Add 30 cm to the GRACE of ``months`` and multiply their σ by 5, in the file."""
-    with xr.open_dataset(path) as ds:
-        records = ds["time"].values.astype("datetime64[M]")
-    idx = np.flatnonzero(np.isin(records, months))
-    assert idx.size == len(months)
-    with netCDF4.Dataset(path, "a") as ds:
-        for k in idx:
-            ds["lwe_thickness"][k] = ds["lwe_thickness"][k] + 30.0
-            ds["uncertainty"][k] = ds["uncertainty"][k] * 5.0
-
-
 @pytest.fixture(scope="module")
 def poisoned_runs(tmp_path_factory):
     """Two runs on the same twin files, one with the withheld months' GRACE poisoned."""
@@ -57,7 +45,7 @@ def poisoned_runs(tmp_path_factory):
     poisoned = out / "poisoned" / files.grace.name
     poisoned.parent.mkdir()
     shutil.copy(files.grace, poisoned)
-    _poison(poisoned, months)
+    poison_grace(poisoned, months)
     bad_cfg = parse(_files_config(poisoned, files, models), str(out / "bad.toml"))
     bad_full, _, _ = prepare(bad_cfg)
     clean_dir, _ = run(clean_cfg, out / "clean")

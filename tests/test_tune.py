@@ -9,13 +9,11 @@ import subprocess
 import sys
 import tomllib
 
-import netCDF4
 import numpy as np
 import pytest
-import xarray as xr
 
 from tests import tiny
-from tests.conftest import SESSION_ENV
+from tests.conftest import SESSION_ENV, poison_grace, poison_months
 from twsbench.core.config import load, parse
 from twsbench.core.errors import ConfigError
 from twsbench.pipeline.tune import learned, tune, tuning_seed
@@ -57,7 +55,7 @@ def test_tune_writes_a_layer_that_run_params_applies(tmp_path):
         base = name.split("+")[0]
         assert {k: tuned[name][k] for k in layer["models"]["params"][base]} == \
             layer["models"]["params"][base]
-    assert tuned["lightgbm"]["n_estimators"] != 40 or tuned["lightgbm"] != plan(plain)[1].params
+    assert tuned["lightgbm"] != {r.name: r.params for r in plan(plain)}["lightgbm"]
     assert run_id(plain) != run_id(layered)
 
     out = tmp_path / "reports"
@@ -68,28 +66,13 @@ def test_tune_writes_a_layer_that_run_params_applies(tmp_path):
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["params_layers"] == [str(layer_path.resolve())]
     assert meta["tuning"]["lightgbm"] == info["lightgbm"]
+    assert meta["tuning_status"]["mascon_regression"] == {
+        "tuned": False, "why": "it declares no search space"}
+    assert meta["tuning_status"]["lightgbm"]["tuned"]
+    tuning = (run_dir / "index.md").read_text().split("## Tuning")[1].split("\n## ")[0]
+    assert "it declares no search space" in tuning and "realistic-seed2" in tuning
     scored = {r["name"]: r["params"] for r in meta["runs"]}
     assert scored["soft_cnn"]["lr"] == pytest.approx(layer["models"]["params"]["soft_cnn"]["lr"])
-
-
-def _poison_truth(path, months) -> None:
-    with xr.open_dataset(path) as ds:
-        records = ds["time"].values.astype("datetime64[M]")
-    idx = np.flatnonzero(np.isin(records, months))
-    assert idx.size == len(months)
-    with netCDF4.Dataset(path, "a") as ds:
-        for k in idx:
-            ds["twsa"][k] = ds["twsa"][k] + 500.0
-
-
-def _poison_grace(path, months) -> None:
-    with xr.open_dataset(path) as ds:
-        records = ds["time"].values.astype("datetime64[M]")
-    idx = np.flatnonzero(np.isin(records, months))
-    with netCDF4.Dataset(path, "a") as ds:
-        for k in idx:
-            ds["lwe_thickness"][k] = ds["lwe_thickness"][k] + 30.0
-            ds["uncertainty"][k] = ds["uncertainty"][k] * 5.0
 
 
 def _files_table(files, models) -> dict:
@@ -116,8 +99,8 @@ def test_tuning_reads_no_test_month(tmp_path):
     folder.mkdir()
     for path in (files.grace, files.wghm, files.truth, *files.era5):
         shutil.copy(path, folder / path.name)
-    _poison_grace(folder / files.grace.name, test[np.isin(test, full.months[full.has_grace])])
-    _poison_truth(folder / files.truth.name, test)
+    poison_grace(folder / files.grace.name, test[np.isin(test, full.months[full.has_grace])])
+    poison_months(folder / files.truth.name, test, twsa=lambda v: v + 500.0)
     bad_table = tiny.table(inputs={"grace": str(folder / files.grace.name),
                                    "wghm": str(files.wghm),
                                    "era5": [str(p) for p in files.era5],

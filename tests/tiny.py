@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from twsbench.core.config import toml_value
+
 BBOX = [24.0, 31.0, 75.0, 85.0]
 #: one seed: the tests' runs are about the harness, not the seeds' spread
 TINY: dict[str, Any] = {"domain": {"bbox": BBOX}, "twin": {"seed": 1}, "models": {"seeds": [0]}}
@@ -54,16 +56,6 @@ def quick_params(name: str, folder: Path) -> dict[str, Any]:
     return params
 
 
-def _value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    if isinstance(v, str):
-        return json.dumps(v)  # a TOML basic string
-    return repr(v)
-
-
 def toml(config: dict[str, Any]) -> str:
     """A config table as TOML text (sections of scalars and lists, and
     ``[models.params.NAME]`` tables)."""
@@ -71,11 +63,11 @@ def toml(config: dict[str, Any]) -> str:
     for section, values in config.items():
         lines.append(f"[{section}]")
         nested = {k: v for k, v in values.items() if isinstance(v, dict)}
-        lines += [f"{k} = {_value(v)}" for k, v in values.items() if k not in nested]
+        lines += [f"{k} = {toml_value(v)}" for k, v in values.items() if k not in nested]
         for key, tables in nested.items():
             for name, params in tables.items():
                 lines.append(f"[{section}.{key}.{json.dumps(name)}]")
-                lines += [f"{k} = {_value(v)}" for k, v in params.items()]
+                lines += [f"{k} = {toml_value(v)}" for k, v in params.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -135,7 +135,9 @@ class Models:
     ``names`` left out runs the default run's models (:data:`DEFAULT_MODELS`, those this
     machine can run: the CNN needs torch); ``seeds`` are the stochastic models' seeds (three
     by default); ``plugins`` are modules imported first, which register downscalers of their
-    own (searched beside the config file too).
+    own (searched beside the config file too); ``params_files`` are parameter layers
+    (``twsbench tune``'s output, paths relative to the config file) applied on top of the
+    config's own ``[models.params]`` tables, before ``run --params`` layers.
     Names, parameters and plug-ins are checked against the registry by the harness
     (:mod:`twsbench.running.plan`), not here.
     """
@@ -144,6 +146,7 @@ class Models:
     seeds: tuple[int, ...] = (0, 1, 2)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     plugins: tuple[str, ...] = ()
+    params_files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,9 @@ class Ranking:
     release takes the first model of ``release_task``'s leaderboard among those that predict
     every month. ``hotspot_trend`` (mm/yr) sets the hotspot cells of
     ``trend_error_hotspot_truth``. ``resamples`` is the number of paired block-bootstrap
-    resamples behind every significance verdict.
+    resamples behind every significance verdict. ``against`` names models every other model
+    is also tested against, on both tasks, beside each task's reference models (an ablation
+    against its full model).
     """
 
     downscale: str = "auto"
@@ -166,6 +171,7 @@ class Ranking:
     release_task: str = "gapfill"
     hotspot_trend: float = 5.0
     resamples: int = 2000
+    against: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -269,8 +275,30 @@ def _build(cls, table: dict[str, Any], where: str):
 
 
 def parse(table: dict[str, Any], source: str = "<dict>", base: Path | None = None,
-          layers: tuple[str, ...] = ()) -> Config:
-    """Build and validate a :class:`Config` from a parsed TOML table."""
+          layers: tuple[str | Path, ...] = (), sets: tuple[str, ...] = ()) -> Config:
+    """Build and validate a :class:`Config` from a parsed TOML table.
+
+    Parameter layers go on top of the table in turn: its ``[models] params_files``
+    (relative to ``base``), then ``layers``; the ``sets`` (``KEY=VALUE``, see
+    :func:`override`) go last, and decide ``params_files`` too.
+    """
+    for text in sets:
+        table = merge(table, override(text))
+    files = table.get("models", {}).get("params_files", [])
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise ConfigError(f"[models] params_files: expected a list of file names, found "
+                          f"{files!r}")
+    applied = [str(((base or Path.cwd()) / f).resolve()) for f in files]
+    applied += [str(Path(p).resolve()) for p in layers]
+    for path in applied:
+        table = merge(table, read_layer(path))
+    for text in sets:
+        table = merge(table, override(text))
+    return _parse(table, source, base, tuple(applied))
+
+
+def _parse(table: dict[str, Any], source: str, base: Path | None, layers: tuple[str, ...]
+           ) -> Config:
     unknown = sorted(set(table) - set(_SECTIONS) - {"tuning"})
     if unknown:
         raise ConfigError(f"{source}: expected sections among {', '.join(_SECTIONS)}, "
@@ -354,23 +382,25 @@ def override(text: str) -> dict[str, Any]:
     raise ConfigError(f"--set: expected KEY=VALUE with a TOML key, found {text!r}")
 
 
+#: The default run's tuned parameters: ``configs/tuned-south-asia.toml``, carried by the
+#: package beside this module
+TUNED_DEFAULT = Path(__file__).with_name("tuned-south-asia.toml")
+BUILT_IN = "<built-in twin config>"
+
+
 def load(path: str | Path | None, layers: tuple[str | Path, ...] = (),
          sets: tuple[str, ...] = ()) -> Config:
-    """Read a TOML config file (``None``: the built-in twin config), with parameter
-    ``layers`` (:func:`read_layer`) and ``sets`` (:func:`override`) applied in turn."""
+    """Read a TOML config file (``None``: the built-in twin config, the default run with its
+    tuned parameters), with parameter ``layers`` (:func:`read_layer`) and ``sets``
+    (:func:`override`) applied (see :func:`parse`)."""
     if path is None:
-        table: dict[str, Any] = {}
-        source, base = "<built-in twin config>", None
+        table: dict[str, Any] = {"models": {"params_files": [str(TUNED_DEFAULT)]}}
+        source, base = BUILT_IN, None
     else:
         path = Path(path)
         table = _read(path, "config file")
         source, base = str(path), path.parent
-    for layer in layers:
-        table = merge(table, read_layer(layer))
-    for text in sets:
-        table = merge(table, override(text))
-    return parse(table, source, base=base,
-                 layers=tuple(str(Path(p).resolve()) for p in layers))
+    return parse(table, source, base=base, layers=layers, sets=sets)
 
 
 def validate(config: Config) -> None:
@@ -487,12 +517,27 @@ def _validate_ranking(config: Config) -> None:
             raise ConfigError(f"[report] map_months: expected YYYY-MM, found {month!r}") from err
 
 
+def toml_value(value: Any, digits: int | None = None) -> str:
+    """A scalar or list as TOML text; floats to ``digits`` significant digits if given."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v, digits) for v in value) + "]"
+    if isinstance(value, float):
+        return repr(float(f"{value:.{digits}g}") if digits else value)
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(str(value))  # a TOML basic string
+
+
 def from_plain(plain: dict[str, Any], source: str) -> Config:
     """A config back from :func:`as_plain` (as saved in a run's ``meta.json``)."""
     table = {section: {k: v for k, v in values.items() if v is not None}
              for section, values in plain.items()
              if section not in ("source", "layers") and isinstance(values, dict)}
-    return parse(table, source, layers=tuple(plain.get("layers", ())))
+    # the layers' parameters are in the tables already: not read again
+    table.get("models", {}).pop("params_files", None)
+    return _parse(table, source, None, tuple(plain.get("layers", ())))
 
 
 def as_plain(obj: Any) -> Any:

@@ -54,9 +54,9 @@ class Downscaler(Protocol):
     history
         Per-epoch training records (dicts) for the report; empty for other models.
     search_space
-        The parameters ``twsbench tune`` searches, each a :class:`Range` or a
-        :class:`Choice`; empty (the default) for a model that is not tuned. Every learned
-        model of a config gets the same number of trials.
+        Optional: the parameters ``twsbench tune`` searches, each a :class:`Range` or a
+        :class:`Choice` (:class:`Base`: empty). A model without one is not tuned, and the
+        run's report says so; every model with one gets the same number of trials.
     """
 
     # class attributes: set by the registry (name) or the class body, read from the class by
@@ -65,7 +65,6 @@ class Downscaler(Protocol):
     devices: ClassVar[tuple[str, ...]]
     needs_grace: ClassVar[bool]
     stochastic: ClassVar[bool]
-    search_space: ClassVar[SearchSpace]
 
     def __init__(self, seed: int = 0, device: str = "cpu", **params: Any) -> None: ...
 

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from twsbench.core import threads
-from twsbench.core.config import Config, TwinWorld
+from twsbench.core.config import Config, TwinWorld, toml_value
 from twsbench.core.errors import ConfigError
 from twsbench.downscaling.contract import Choice, Range, SearchSpace
 from twsbench.downscaling.wrappers import RESIDUAL, split_name, wrap
@@ -55,6 +55,8 @@ from twsbench.running.plan import load, model_names, params_for
 log = logging.getLogger(__name__)
 Stage = Callable[[str], None]
 TASKS = ("both", "downscale", "gapfill")
+#: the median pruner's completed trials before it prunes, and the epochs it lets every trial run
+PRUNE_AFTER, PRUNE_WARMUP = 4, 8
 
 
 @dataclass
@@ -206,7 +208,10 @@ def _study(seed: int, pruning: bool):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3)
+    # a trial is pruned only after PRUNE_AFTER completed trials, and only from epoch
+    # PRUNE_WARMUP on: a small learning rate starts slower and is not to be judged early
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER,
+                                          n_warmup_steps=PRUNE_WARMUP)
               if pruning else optuna.pruners.NopPruner())
     return optuna.create_study(direction="maximize", pruner=pruner,
                                sampler=optuna.samplers.TPESampler(seed=seed))
@@ -216,7 +221,7 @@ def _tune_in_process(name: str, base_params: dict, world: TuningWorld, task: str
                      trials: int, seed: int, stage: Stage) -> tuple[Any, float]:
     import optuna
 
-    space = get_class(name).search_space
+    space: SearchSpace = getattr(get_class(name), "search_space", {})
     study = _study(seed, pruning=True)
     study.enqueue_trial(_start(space, base_params))
     cpu = 0.0
@@ -247,7 +252,7 @@ def _tune_in_process(name: str, base_params: dict, world: TuningWorld, task: str
 def _tune_on_cluster(client, slots: int, name: str, base_params: dict, world: TuningWorld,
                      task: str, trials: int, seed: int, n_threads: int, stage: Stage
                      ) -> tuple[Any, float]:
-    space = get_class(name).search_space
+    space: SearchSpace = getattr(get_class(name), "search_space", {})
     study = _study(seed, pruning=False)
     study.enqueue_trial(_start(space, base_params))
     shared = client.scatter(world, broadcast=True, hash=False)
@@ -293,7 +298,8 @@ def tune(config: Config, trials: int, out: str | Path, *, task: str = "both",
     layer: dict[str, Any] = {"models": {"params": {}}, "tuning": {
         "command": command, "config": config.source, "trials": trials, "task": task,
         "sampler": f"optuna TPE, seed {seed}; the first trial the model's parameters",
-        "pruning": "median rule on the CNN's validation loss per epoch (in-process only)",
+        "pruning": (f"median rule on the CNN's validation loss per epoch, from epoch "
+                    f"{PRUNE_WARMUP} after {PRUNE_AFTER} complete trials (in-process only)"),
         "world": world.label, "validation_months": int(world.validation.size),
         "objective": objective_name(task, world.truth is not None), "untuned": untuned}}
     with executor(config, stage) as ex:
@@ -332,33 +338,21 @@ def tune(config: Config, trials: int, out: str | Path, *, task: str = "both",
     return layer
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, float):
-        return repr(float(f"{value:.6g}"))
-    if isinstance(value, int):
-        return str(value)
-    return json.dumps(str(value))
-
-
 def to_toml(layer: dict[str, Any]) -> str:
     """The layer as TOML: ``[tuning]`` (its scalars, then a table per model) and a
     ``[models.params.NAME]`` table per model."""
     lines = ["# Tuned parameters: apply with twsbench run CONFIG --params THIS_FILE", ""]
     tuning = layer.get("tuning", {})
     lines.append("[tuning]")
-    lines += [f"{k} = {_toml_value(v)}" for k, v in tuning.items()
+    lines += [f"{k} = {toml_value(v, 6)}" for k, v in tuning.items()
               if not isinstance(v, dict) and v is not None]
     for name, table in tuning.items():
         if isinstance(table, dict):
             lines += ["", f"[tuning.{json.dumps(name)}]"]
-            lines += [f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None]
+            lines += [f"{k} = {toml_value(v, 6)}" for k, v in table.items() if v is not None]
     for name, params in layer["models"]["params"].items():
         lines += ["", f"[models.params.{json.dumps(name)}]"]
-        lines += [f"{k} = {_toml_value(v)}" for k, v in params.items()]
+        lines += [f"{k} = {toml_value(v, 6)}" for k, v in params.items()]
     return "\n".join(lines) + "\n"
 
 

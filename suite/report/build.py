@@ -159,14 +159,16 @@ def _task_sections(task: str, run: Path, scores: pd.DataFrame, timing: pd.DataFr
                  "calibrated σ.")
     sections = [(title, text, board)]
     sig = _read_table(run, "significance.csv")
+    references = tuple(dict.fromkeys([*REFERENCES[task],
+                                      *(meta["config"]["ranking"].get("against") or [])]))
     if not sig.empty:
         sig = sig[(sig["task"] == task) & sig["model"].isin(board.index)].drop(columns="task")
-        sig = _in_order(sig, REFERENCES[task], list(board.index))
+        sig = _in_order(sig, references, list(board.index))
     if not sig.empty:
         sections.append((
             f"{task}: differences from the reference models",
             f"Change of the monthly `{monthly_loss(meta, task)}` (mm², mean over seeds; "
-            f"negative is better) against {', '.join(REFERENCES[task])}, with a 95% interval "
+            f"negative is better) against {', '.join(references)}, with a 95% interval "
             f"from a paired block bootstrap ({resamples(meta)} resamples of {BLOCK}-month calendar "
             "blocks, which keeps the months' autocorrelation). A difference is called only "
             "where the interval excludes 0.", sig.set_index("model")))
@@ -200,6 +202,19 @@ def _task_sections(task: str, run: Path, scores: pd.DataFrame, timing: pd.DataFr
     return sections, names, board
 
 
+def _tuning_table(meta: dict) -> pd.DataFrame:
+    rows = []
+    for name, status in meta.get("tuning_status", {}).items():
+        if status["tuned"]:
+            rows.append({"model": name, "tuned": "yes", "trials": status.get("trials"),
+                         "pruned": status.get("pruned"), "first": status.get("first"),
+                         "best": status.get("best"), "cpu_seconds": status.get("cpu_seconds"),
+                         "tuning world": status.get("world"), "why not": ""})
+        else:
+            rows.append({"model": name, "tuned": "no", "why not": status["why"]})
+    return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
+
+
 def build_report(run: str | Path) -> Path:
     """Write ``figures/``, ``index.md`` and ``index.html`` into the run folder."""
     from twsbench.report import figures
@@ -227,6 +242,14 @@ def build_report(run: str | Path) -> Path:
         "months: `mascon` and any `+conserve` model reproduce it exactly, noise included, so "
         "this is a check of the bookkeeping, never a score to rank on.",
         consistency(scores, timing, meta)))
+    tuning = _tuning_table(meta)
+    if not tuning.empty:
+        sections.append((
+            "Tuning", "Each learned model's settings: tuned by `twsbench tune` (the same "
+            "number of trials for every model, scored on validation months of a tuning "
+            "world this run does not score) or not, and why. Objective values are on the "
+            "tuning world's validation months; `first` is the trial with the model's "
+            "settings before tuning.", tuning))
     if (run / "worlds.csv").exists():
         worlds = pd.read_csv(run / "worlds.csv")
         for task, board in boards.items():

@@ -62,7 +62,7 @@ def run_id(config: Config, runs: list[ModelRun] | None = None) -> str:
     plain.pop("layers", None)  # where parameters came from; they are in runs, [tuning] here
     for key in ("scheduler", "workers", "threads_per_task"):  # where it runs, not what
         plain["compute"].pop(key, None)
-    for key in ("names", "params"):  # what they resolve to is in runs
+    for key in ("names", "params", "params_files"):  # what they resolve to is in runs
         plain["models"].pop(key, None)
     plain["domain"] = as_plain(config.domain.resolve())
     text = json.dumps({"config": plain, "version": __version__,
@@ -350,7 +350,8 @@ def execute(config: Config, folder: RunFolder, *, benchmark_json: list[Path] | N
             "stage_seconds": stages, "device": backend.resolve(config.compute.device),
             "runs": [r.as_dict() for r in runs], "plugins": list(config.models.plugins),
             "executor": where, "worlds": [w.label for w in worlds if w is not None],
-            "params_layers": list(config.layers), "tuning": config.tuning}
+            "params_layers": list(config.layers), "tuning": config.tuning,
+            "tuning_status": tuning_status(config, runs)}
     write_meta(work, meta)
     if Path(config.source).exists():
         shutil.copy(config.source, work / "config.toml")
@@ -360,6 +361,30 @@ def execute(config: Config, folder: RunFolder, *, benchmark_json: list[Path] | N
     stages["comparisons"] = time.perf_counter() - t0
     write_meta(work, meta)
     return meta
+
+
+def tuning_status(config: Config, runs: list[ModelRun]) -> dict[str, dict[str, Any]]:
+    """Each learned model of the run (by registered name): whether its parameters were
+    tuned (``[tuning]`` provenance of a parameter layer) or why not."""
+    from twsbench.downscaling.contract import Base
+    from twsbench.running.catalog import get_class
+
+    out: dict[str, dict[str, Any]] = {}
+    for base in dict.fromkeys(r.base for r in runs):
+        cls = get_class(base)
+        space = bool(getattr(cls, "search_space", {}))
+        if not space and getattr(cls, "fit", None) is Base.fit:
+            continue  # learns nothing: nothing to tune
+        provenance = config.tuning.get(base)
+        if isinstance(provenance, dict):
+            out[base] = {"tuned": True, **provenance,
+                         "world": config.tuning.get("world"),
+                         "objective": config.tuning.get("objective")}
+        else:
+            out[base] = {"tuned": False, "why": (
+                "its settings as configured (no tuned parameters given)" if space
+                else "it declares no search space")}
+    return out
 
 
 def write_meta(work: Path, meta: dict[str, Any]) -> None:

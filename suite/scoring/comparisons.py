@@ -43,7 +43,8 @@ def monthly_loss(meta: dict, task: str) -> str:
 
 
 def significance(monthly: pd.DataFrame, meta: dict, task: str) -> pd.DataFrame:
-    """Each model against the task's reference models: the mean change of the monthly loss
+    """Each model against the task's reference models (and ``[ranking] against``): the mean
+    change of the monthly loss
     (mean over seeds; negative is better), its 95% interval from a paired block bootstrap
     over 12-month blocks of calendar months, and whether the interval excludes 0."""
     loss = monthly_loss(meta, task)
@@ -52,7 +53,8 @@ def significance(monthly: pd.DataFrame, meta: dict, task: str) -> pd.DataFrame:
     models = list(dict.fromkeys(monthly["model"]))
     months = table.index.to_numpy().astype("datetime64[M]")
     rows = []
-    for ref in REFERENCES[task]:
+    against = meta["config"]["ranking"].get("against") or []
+    for ref in dict.fromkeys([*REFERENCES[task], *against]):
         if ref not in table:
             continue
         for model in models:
