@@ -128,3 +128,20 @@ def test_tuning_reads_not_the_scored_world(tmp_path):
 def test_only_learned_models_with_a_search_space_are_tuned():
     config = parse(tiny.table(models=tiny.quick(MODELS + ["random_forest+residual"])))
     assert learned(config) == (["lightgbm", "soft_cnn", "random_forest"], ["mascon_regression"])
+
+
+def test_trials_on_a_local_cluster_tune_every_model(tmp_path):
+    """``--workers 2``: the trials run on a LocalCluster, in rounds of its task slots; the
+    layer has the same tables and provenance as in-process (without pruning)."""
+    import dataclasses
+
+    config = parse(tiny.table(models=tiny.quick(["lightgbm", "random_forest"])))
+    config = dataclasses.replace(config, compute=dataclasses.replace(config.compute,
+                                                                     workers=2))
+    layer = tune(config, 3, tmp_path / "tuned.toml")
+    assert set(layer["models"]["params"]) == {"lightgbm", "random_forest"}
+    assert all(layer["tuning"][n]["trials"] == 3 and layer["tuning"][n]["pruned"] == 0
+               for n in ("lightgbm", "random_forest"))
+    # the first trial is the model's settings, as in-process: the same value
+    serial = tune(parse(tiny.table(models=tiny.quick(["lightgbm"]))), 1, tmp_path / "one.toml")
+    assert layer["tuning"]["lightgbm"]["first"] == serial["tuning"]["lightgbm"]["first"]

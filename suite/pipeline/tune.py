@@ -46,6 +46,7 @@ import numpy as np
 from twsbench.core import threads
 from twsbench.core.config import Config, TwinWorld, toml_value
 from twsbench.core.errors import ConfigError
+from twsbench.core.threads import cpus
 from twsbench.downscaling.contract import Choice, Range, SearchSpace
 from twsbench.downscaling.wrappers import RESIDUAL, split_name, wrap
 from twsbench.prepare.grids import Grids
@@ -316,9 +317,9 @@ def tune(config: Config, trials: int, out: str | Path, *, task: str = "both",
             else:
                 slots = sum(w["nthreads"] for w in
                             client.scheduler_info(n_workers=-1)["workers"].values())
+                per_task = config.compute.threads_per_task or max(1, cpus() // max(1, slots))
                 study, cpu = _tune_on_cluster(client, max(1, slots), name, base_params, world,
-                                              task, trials, seed + k,
-                                              config.compute.threads_per_task, stage)
+                                              task, trials, seed + k, per_task, stage)
             import optuna
 
             states = [t.state for t in study.trials]
