@@ -95,3 +95,30 @@ def test_variants_share_a_fit_only_with_the_same_parameters():
                       ["lightgbm__seed1", "lightgbm+residual__seed1"],
                       ["lightgbm+residual+conserve__seed0"],
                       ["lightgbm+residual+conserve__seed1"]]
+
+
+@pytest.mark.parametrize("better", ["lightgbm", "lightgbm+residual"])
+def test_a_release_tie_goes_to_the_better_model_of_the_other_task(tmp_path, better):
+    """``X`` and ``X+residual`` predict the gap-fill months alike: the release takes the one
+    that is better on downscale, whichever way round."""
+    import json
+
+    import pandas as pd
+
+    from twsbench.core.config import as_plain
+    from twsbench.release.product import choose_model
+
+    meta = {"config": as_plain(parse(tiny.TINY)), "has_truth": True, "run_id": "r"}
+    meta["config"].pop("source", None)
+    rows = []
+    for model in ("lightgbm", "lightgbm+residual", "wghm_anomaly"):
+        gap = 0.5 if model == "wghm_anomaly" else 0.8
+        down = 0.1 if model == better else 0.0
+        rows += [{"model": model, "seed": 0, "split": "gapfill", "region": "domain",
+                  "metric": "nse_fine_truth", "value": gap},
+                 {"model": model, "seed": 0, "split": "downscale", "region": "domain",
+                  "metric": "nse_submascon_truth", "value": down}]
+    pd.DataFrame(rows).to_csv(tmp_path / "scores.csv", index=False)
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    model, choice = choose_model(tmp_path)
+    assert model == better and choice["value"] == 0.8
