@@ -117,6 +117,17 @@ SearchSpace = dict[str, Range | Choice]
 
 DOWNSCALERS: Registry[type[Downscaler]] = Registry("downscaler", names_classes=True)
 
+
+def search_space(cls: type) -> SearchSpace:
+    """What ``twsbench tune`` searches for a model class (empty: not tuned)."""
+    return dict(getattr(cls, "search_space", {}) or {})
+
+
+def learns(cls: type) -> bool:
+    """Whether a model class learns anything: it declares a search space or has a ``fit`` of
+    its own (not :class:`Base`'s, which learns nothing)."""
+    return bool(search_space(cls)) or getattr(cls, "fit", None) is not Base.fit
+
 _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
           tuple: "a list", list: "a list", type(None): "nothing"}
 

@@ -43,10 +43,6 @@ def with_workers(config: Config, workers: int, threads: int, checkpoints: Path) 
         models=dataclasses.replace(config.models, params=params))
 
 
-def timing_columns(run_dir: Path) -> list[str]:
-    return list(pd.read_csv(run_dir / "timing.csv", nrows=0).columns)
-
-
 def project(task_seconds: list[float], workers: int) -> float:
     """Makespan of tasks taken in order, each by the first worker free."""
     free = np.zeros(workers)
@@ -73,8 +69,8 @@ def measure(config: Config, counts: list[int], out: Path, threads: int = 1) -> d
             run_dir, _ = run(c, out / f"workers-{n}", force=True)
             wall = time.perf_counter() - t0
         # one row per task (a fit shared by a model's variants is one task)
-        timing = pd.read_csv(run_dir / "timing.csv").drop_duplicates(
-            [c for c in ("world", "task") if c in timing_columns(run_dir)])
+        timing = pd.read_csv(run_dir / "timing.csv")
+        timing = timing.drop_duplicates([c for c in ("world", "task") if c in timing])
         span = float(timing["task_end_s"].max() - timing["task_start_s"].min())
         if not tasks:
             tasks = [float(t) for t in timing["task_seconds"]]

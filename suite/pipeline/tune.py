@@ -47,7 +47,7 @@ from twsbench.core import threads
 from twsbench.core.config import Config, TwinWorld, toml_value
 from twsbench.core.errors import ConfigError
 from twsbench.core.threads import cpus
-from twsbench.downscaling.contract import Choice, Range, SearchSpace
+from twsbench.downscaling.contract import Choice, Range, SearchSpace, learns, search_space
 from twsbench.downscaling.wrappers import RESIDUAL, split_name, wrap
 from twsbench.prepare.grids import Grids
 from twsbench.running.catalog import get_class, make
@@ -192,16 +192,10 @@ def _start(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
 def learned(config: Config) -> tuple[list[str], list[str]]:
     """The config's learned models (base names): those with a search space, and those
     without one (not tuned)."""
-    from twsbench.downscaling.contract import Base
-
-    bases = list(dict.fromkeys(split_name(n)[0] for n in model_names(config)))
-    tuned, untuned = [], []
-    for base in bases:
-        cls = get_class(base)
-        if getattr(cls, "search_space", {}):
-            tuned.append(base)
-        elif getattr(cls, "fit", None) is not Base.fit:
-            untuned.append(base)
+    bases = dict.fromkeys(split_name(n)[0] for n in model_names(config))
+    classes = {base: get_class(base) for base in bases}
+    tuned = [b for b, cls in classes.items() if search_space(cls)]
+    untuned = [b for b, cls in classes.items() if learns(cls) and not search_space(cls)]
     return tuned, untuned
 
 
@@ -222,7 +216,7 @@ def _tune_in_process(name: str, base_params: dict, world: TuningWorld, task: str
                      trials: int, seed: int, stage: Stage) -> tuple[Any, float]:
     import optuna
 
-    space: SearchSpace = getattr(get_class(name), "search_space", {})
+    space = search_space(get_class(name))
     study = _study(seed, pruning=True)
     study.enqueue_trial(_start(space, base_params))
     cpu = 0.0
@@ -253,7 +247,7 @@ def _tune_in_process(name: str, base_params: dict, world: TuningWorld, task: str
 def _tune_on_cluster(client, slots: int, name: str, base_params: dict, world: TuningWorld,
                      task: str, trials: int, seed: int, n_threads: int, stage: Stage
                      ) -> tuple[Any, float]:
-    space: SearchSpace = getattr(get_class(name), "search_space", {})
+    space = search_space(get_class(name))
     study = _study(seed, pruning=False)
     study.enqueue_trial(_start(space, base_params))
     shared = client.scatter(world, broadcast=True, hash=False)

@@ -366,15 +366,15 @@ def execute(config: Config, folder: RunFolder, *, benchmark_json: list[Path] | N
 def tuning_status(config: Config, runs: list[ModelRun]) -> dict[str, dict[str, Any]]:
     """Each learned model of the run (by registered name): whether its parameters were
     tuned (``[tuning]`` provenance of a parameter layer) or why not."""
-    from twsbench.downscaling.contract import Base
+    from twsbench.downscaling.contract import learns, search_space
     from twsbench.running.catalog import get_class
 
     out: dict[str, dict[str, Any]] = {}
     for base in dict.fromkeys(r.base for r in runs):
         cls = get_class(base)
-        space = bool(getattr(cls, "search_space", {}))
-        if not space and getattr(cls, "fit", None) is Base.fit:
-            continue  # learns nothing: nothing to tune
+        if not learns(cls):
+            continue  # nothing to tune
+        space = bool(search_space(cls))
         provenance = config.tuning.get(base)
         if isinstance(provenance, dict):
             out[base] = {"tuned": True, **provenance,
