@@ -169,6 +169,15 @@ class MonthData:
                 **rt}
 
 
+def tiles_to_cover(g: Grids, regions: list[Region]) -> int:
+    """How many random windows of ``regions`` hold, on average, as many land cells as the
+    domain (1 when one window is the whole domain)."""
+    if len(regions) <= 1:
+        return 1
+    mean = float(np.mean([r.cells.size for r in regions]))
+    return max(1, round(g.n_cells / max(mean, 1.0)))
+
+
 def train_regions(g: Grids, size: int) -> list[Region]:
     """The windows a fit trains on: the whole domain when it fits a ``size`` × ``size``
     tile, else tiles of that size overlapping by half (cyclic on a global domain), each with

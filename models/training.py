@@ -33,7 +33,14 @@ from twsbench.core import threads
 from twsbench.core.backend import torch_device
 from twsbench.models import checkpoints, losses
 from twsbench.models.cpu import cpu_threads, flushed_denormals, on_flushing_thread
-from twsbench.models.data import MonthData, Region, make_region, train_regions, window_cells
+from twsbench.models.data import (
+    MonthData,
+    Region,
+    make_region,
+    tiles_to_cover,
+    train_regions,
+    window_cells,
+)
 from twsbench.models.network import UNet
 from twsbench.models.settings import LOSSES, TrainConfig  # noqa: F401  (re-exported)
 from twsbench.models.tiling import predict_tiled
@@ -207,6 +214,7 @@ class Trainer:
             best_state = state["best_model"]
             log.info("resuming %s at epoch %d", path, start)
         regions = train_regions(g, cfg.train_tile)
+        per_batch = cfg.tiles_per_batch or tiles_to_cover(g, regions)
         full = make_region(g, np.arange(g.shape[0]), np.arange(g.shape[1]))
         with (self._holding(np.concatenate([train_pos, val_pos]), build=not done),
               flushed_denormals(self.device)):
@@ -221,16 +229,17 @@ class Trainer:
                 totals, applied = [], []
                 for b in range(0, order.size, cfg.batch_months):
                     batch = np.sort(order[b:b + cfg.batch_months])
-                    region = (regions[rng.integers(len(regions))] if len(regions) > 1
-                              else regions[0])
-                    applied.append(self.pattern_weights())  # what this step's loss uses
-                    opt.zero_grad()
-                    total, parts = self.loss(batch, region, drop=drop)
-                    total.backward()
-                    opt.step()
-                    if cfg.loss == "dynamic":  # the next step's weights, from this one's r
-                        self.weights.update([parts["r_wghm"], parts["r_era5"]])
-                    totals.append(parts)
+                    for _ in range(per_batch):
+                        region = (regions[rng.integers(len(regions))] if len(regions) > 1
+                                  else regions[0])
+                        applied.append(self.pattern_weights())  # what this step's loss uses
+                        opt.zero_grad()
+                        total, parts = self.loss(batch, region, drop=drop)
+                        total.backward()
+                        opt.step()
+                        if cfg.loss == "dynamic":  # the next step's weights, from this r
+                            self.weights.update([parts["r_wghm"], parts["r_era5"]])
+                        totals.append(parts)
                 record: dict[str, Any] = {
                     "epoch": epoch,
                     "train_total": float(np.mean([p["total"] for p in totals])),
