@@ -1,6 +1,9 @@
 """The ``twsbench`` command line: parses a few arguments and calls the library.
 
-Bad input ends with one line on stderr and exit status 2.
+Exit statuses: 0 done; 1 ``validate`` found problems; 2 bad input or configuration (one line
+on stderr); 3 ``twsbench run`` finished (or, with ``--fail-fast``, stopped) with failed
+tasks, each named in one line on stderr, their tracebacks in the run folder's
+``failures.log``.
 """
 
 from __future__ import annotations
@@ -131,18 +134,25 @@ def _prepare(args: argparse.Namespace, console: Console) -> int:
 def _run(args: argparse.Namespace, console: Console) -> int:
     import pandas as pd
 
+    from twsbench.core.errors import TaskFailed
     from twsbench.core.progress import bars
     from twsbench.core.splits import TASKS
     from twsbench.pipeline.benchmark import run
+    from twsbench.running.records import EXIT_FAILED
     from twsbench.scoring.leaderboards import NO_TRUTH, leaderboard, ranking_metric
 
     config = _load_config(args.config, args.scheduler, args.workers, args.threads_per_task,
                           args.params, args.set)
     t0 = time.perf_counter()
-    with bars(console, enabled=not args.quiet) as (stage, progress):
-        run_dir, reused = run(config, args.out, force=args.force,
-                              benchmark_json=[Path(p) for p in args.benchmark_json],
-                              stage=stage, progress=progress)
+    try:
+        with bars(console, enabled=not args.quiet) as (stage, progress):
+            run_dir, reused = run(config, args.out, force=args.force,
+                                  benchmark_json=[Path(p) for p in args.benchmark_json],
+                                  stage=stage, progress=progress, fail_fast=args.fail_fast)
+    except TaskFailed as err:
+        print(f"twsbench: failed: {err} (stopped: --fail-fast; run the same command again "
+              "to resume)", file=sys.stderr)
+        return EXIT_FAILED
     meta = json.loads((run_dir / "meta.json").read_text())
     scores = pd.read_csv(run_dir / "scores.csv")
     timing = pd.read_csv(run_dir / "timing.csv")
@@ -164,6 +174,14 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                                    str(row[c]) for c in columns))
         console.print(table)
     console.print(f"report: {run_dir / 'index.html'}")
+    failures = meta.get("failed_tasks", [])
+    for failure in failures:
+        print(f"twsbench: failed: {failure['reason']}", file=sys.stderr)
+    if failures:
+        print(f"twsbench: {len(failures)} task(s) failed; their tracebacks are in "
+              f"{run_dir / 'failures.log'}; after a fix, the same command runs only them "
+              "again", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 
@@ -295,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run again even if this run exists (into a new folder)")
     run.add_argument("--benchmark-json", action="append", default=[], metavar="FILE",
                      help="pytest-benchmark JSON to include in the report")
+    run.add_argument("--fail-fast", action="store_true",
+                     help="stop at the first failed task (exit status 3); the finished tasks "
+                          "are kept for the next run of the same command")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     run.set_defaults(func=_run)
 

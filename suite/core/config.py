@@ -110,13 +110,15 @@ class Compute:
     address, or ``workers`` the size of a ``LocalCluster``, for preprocessing and the fits
     (neither: in-process, see :mod:`twsbench.running.cluster`); ``threads_per_task`` the torch,
     BLAS and OpenMP threads of each fit (0: the default of where it runs); ``chunk_months`` the Dask
-    chunk along time."""
+    chunk along time; ``task_timeout`` the seconds after which a (world, model, seed) task
+    still running is stopped and recorded as failed (0: no limit)."""
 
     device: str = "auto"
     scheduler: str | None = None
     workers: int = 0
     threads_per_task: int = 0
     chunk_months: int = 12
+    task_timeout: float = 0.0
 
 
 #: The default run's models: the baselines and the dynamic CNN, the learned ones also with the
@@ -451,6 +453,9 @@ def validate(config: Config) -> None:
         if getattr(config.compute, key) < 0:
             raise ConfigError(f"[compute] {key}: expected >= 0, found "
                               f"{getattr(config.compute, key)}")
+    if config.compute.task_timeout < 0:
+        raise ConfigError(f"[compute] task_timeout: expected seconds >= 0 (0: no limit), found "
+                          f"{config.compute.task_timeout:g}")
     if config.compute.scheduler and config.compute.workers:
         raise ConfigError(f"[compute]: expected scheduler or workers, found both "
                           f"({config.compute.scheduler!r} and {config.compute.workers})")

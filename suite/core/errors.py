@@ -43,3 +43,13 @@ class InputError(TwsbenchError, ValueError):
 
 class ConfigError(TwsbenchError, ValueError):
     """A configuration or command-line request that makes no sense."""
+
+
+class OutputError(TwsbenchError, ValueError):
+    """A downscaler's output breaks the contract where it enters the harness: one line naming
+    the model, its seed, the world, the stage, what was expected and what was found."""
+
+
+class TaskFailed(TwsbenchError):
+    """A run stopped at its first failed task (``twsbench run --fail-fast``); the message is
+    the task's one-line reason."""

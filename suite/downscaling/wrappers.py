@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from twsbench.core import kernels
-from twsbench.core.errors import ConfigError
+from twsbench.core.errors import ConfigError, OutputError
 from twsbench.downscaling.contract import Base, Downscaler
 from twsbench.downscaling.interpolation import interpolate
 from twsbench.prepare.grids import Grids
@@ -135,6 +135,58 @@ class Conserved(Wrapper):
 
     def step(self, grids: Grids, months: np.ndarray, values: np.ndarray) -> np.ndarray:
         return conserve(grids, months, values)
+
+
+def check_output(values: object, grids: Grids, months: np.ndarray, covered: np.ndarray,
+                 who: str, stage: str = "predict_cells") -> np.ndarray:
+    """``values`` as a float64 array if it keeps the output contract: shape
+    ``(months, cells)``, floats, finite in every month the model covers (``covered``) and NaN
+    in the others.
+
+    Raises
+    ------
+    OutputError
+        One line: ``who`` (model, seed, world), the ``stage``, what was expected and found.
+    """
+    months = np.asarray(months, dtype="datetime64[M]")
+    want = (months.size, grids.n_cells)
+    head = f"{who}: {stage} returned"
+    if not isinstance(values, np.ndarray) or values.dtype.kind != "f":
+        kind = (f"an array of {values.dtype}" if isinstance(values, np.ndarray)
+                else f"a {type(values).__name__}")
+        raise OutputError(f"{head} {kind}, expected a float array of shape {want}")
+    if values.shape != want:
+        raise OutputError(f"{head} shape {values.shape}, expected {want}")
+    covered = np.asarray(covered, dtype=bool)
+    finite = np.isfinite(values)
+    bad = covered & ~finite.all(axis=1)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        what = "NaN" if np.isnan(values[k]).any() else "inf"
+        raise OutputError(
+            f"{head} {int((~finite[covered]).sum())} non-finite values in {int(bad.sum())} "
+            f"of the {int(covered.sum())} months it covers (first {months[k]}: {what}), "
+            "expected finite values there")
+    stray = ~covered & ~np.isnan(values).all(axis=1)
+    if stray.any():
+        k = int(np.flatnonzero(stray)[0])
+        raise OutputError(f"{head} values in {int(stray.sum())} months it does not cover "
+                          f"(first {months[k]}), expected NaN there")
+    return values.astype(np.float64, copy=False)
+
+
+class Checked(Wrapper):
+    """A downscaler whose every output is checked (:func:`check_output`) before anything of
+    the harness uses it; named as the inner model, ``who`` says which fit it is."""
+
+    def __init__(self, inner: Downscaler, who: str):
+        super().__init__(inner)
+        self.who = who
+
+    def predict_cells(self, grids: Grids, months: np.ndarray) -> np.ndarray:
+        months = np.asarray(months, dtype="datetime64[M]")
+        return check_output(self.inner.predict_cells(grids, months), grids, months,
+                            self.inner.covers(grids, months), self.who)
 
 
 _WRAPPERS: dict[str, type[Wrapper]] = {RESIDUAL: WithResidual, CONSERVE: Conserved}

@@ -18,8 +18,12 @@ Progress = Callable[[str, int, int], None]
 
 def run(config: Config, out_root: str | Path = "reports", *, force: bool = False,
         benchmark_json: list[Path] | None = None, stage: Stage | None = None,
-        progress: Progress | None = None) -> tuple[Path, bool]:
+        progress: Progress | None = None, fail_fast: bool = False) -> tuple[Path, bool]:
     """Run the benchmark described by ``config``.
+
+    A run stopped part-way (killed, or ``fail_fast`` at a failed task) keeps its finished
+    tasks' records in its working folder; the same command run again takes them and runs
+    only the rest (:class:`twsbench.running.runner.RunFolder`).
 
     Returns
     -------
@@ -34,7 +38,7 @@ def run(config: Config, out_root: str | Path = "reports", *, force: bool = False
     folder.start()
     try:
         meta = execute(config, folder, benchmark_json=benchmark_json, stage=stage,
-                       progress=progress)
+                       progress=progress, fail_fast=fail_fast)
         if stage:
             stage("building the report")
         t0 = time.perf_counter()

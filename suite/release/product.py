@@ -42,7 +42,7 @@ from twsbench.running.catalog import get_class
 from twsbench.running.plan import ModelRun, load, plan
 from twsbench.scoring import metrics
 from twsbench.scoring import uncertainty as unc
-from twsbench.scoring.leaderboards import NO_TRUTH, TASK_SCORES, ranking_metric
+from twsbench.scoring.leaderboards import NO_TRUTH, TASK_SCORES, failed_models, ranking_metric
 from twsbench.scoring.table import higher_is_better
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,13 @@ def choose_model(run_dir: Path, meta: dict | None = None) -> tuple[str, dict]:
         keys.append("other")
         ascending.append(higher_is_better(second) is False)
     board = board.sort_values(keys, ascending=ascending, na_position="last", kind="stable")
-    return str(board.index[0]), {"task": task, "metric": metric, "split": task,
+    chosen = str(board.index[0])
+    failed = failed_models(meta)
+    if chosen in failed:
+        raise ConfigError(f"{run_dir}: expected the release's model ({chosen}, first on "
+                          f"{task}) to have every task finished, found {failed[chosen]} failed "
+                          "(failures.csv); fix it and run the same twsbench run command again")
+    return chosen, {"task": task, "metric": metric, "split": task,
                                  "value": float(board["value"].iloc[0]),
                                  "run_id": meta["run_id"]}
 

@@ -229,6 +229,23 @@ def build_report(run: str | Path) -> Path:
         grid = grid.load()
     preds = figures.load_predictions(run)
     sections: list[tuple[str, str, pd.DataFrame]] = []
+    failed = meta.get("failed_tasks", [])
+    if failed:
+        sections.append((
+            "Failed tasks",
+            f"{len(failed)} task(s) failed. Each failed model (every variant of its fit) is "
+            "left off the leaderboards below rather than ranked on fewer seeds; the other "
+            "models' scores are those of a run without it. Tracebacks: `failures.log`. "
+            "After a fix, the same `twsbench run` command runs only these tasks again.",
+            pd.DataFrame(failed)[["model", "seed", "world", "stage", "kind", "reason"]]
+            .set_index("model")))
+    reused = meta.get("reused_tasks", [])
+    if reused:
+        sections.append((
+            "Tasks taken from an earlier run",
+            f"{len(reused)} finished task(s) of an interrupted or partly failed run of the "
+            "same config and code were taken as they were, not run again.",
+            pd.DataFrame({"task": reused}).set_index("task")))
     names: list[str] = []
     boards = {}
     for task in ("downscale", "gapfill"):

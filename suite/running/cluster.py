@@ -23,17 +23,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from twsbench.core.config import Config
-from twsbench.core.errors import ConfigError
+from twsbench.core.errors import ConfigError, TaskFailed
 from twsbench.core.threads import cpus
 from twsbench.running.catalog import get_class
-from twsbench.running.plan import ModelRun, fit_groups
-from twsbench.running.tasks import FitResult, World, fit_one
+from twsbench.running.plan import ModelRun
+from twsbench.running.records import Record, Records, save
+from twsbench.running.tasks import FitResult, World, failed, fit_one
 
 log = logging.getLogger(__name__)
 Stage = Callable[[str], None]
+Progress = Callable[[str, int, int], None]
 GPU = "GPU"
 
 
@@ -43,40 +48,131 @@ def resources_for(name: str, gpus: bool) -> dict[str, int] | None:
     return {GPU: 1} if gpus and "cuda" in get_class(name).devices else None
 
 
-def _in_plan_order(runs: Sequence[ModelRun], groups: list[list[ModelRun]],
-                   take: Callable[[int], list[FitResult]]) -> Iterator[FitResult]:
-    """Each run's result in the plan's order, from its group's task (``take(k)``: group
-    ``k``'s results, asked for once, when the first of its runs comes)."""
-    of = {id(spec): (k, j) for k, group in enumerate(groups) for j, spec in enumerate(group)}
-    held: dict[int, list[FitResult]] = {}
-    left = [len(g) for g in groups]
-    for spec in runs:
-        k, j = of[id(spec)]
-        if k not in held:
-            held[k] = take(k)
-        result = held[k][j]
-        left[k] -= 1
-        if not left[k]:
-            del held[k]
-        yield result
+@dataclass
+class Job:
+    """One task of a run: a world, the runs sharing one fit (:func:`fit_groups`), the
+    record's key, and whether it is the primary world (whose histories are kept)."""
+
+    world: World
+    group: list[ModelRun]
+    key: str
+    primary: bool
+
+    @property
+    def label(self) -> str:
+        first = self.group[0]
+        return f"{first.base} (seed {first.seed}, world {self.world.label})"
+
+
+def _record(job: Job, results: list[FitResult]) -> Record:
+    return Record(job.key, job.world.label, [s.tag for s in job.group], results)
+
+
+def _timed_out(job: Job, timeout: float) -> list[FitResult]:
+    return failed(job.group, job.world.label, "fit or predict",
+                  f"{job.label}: ran past [compute] task_timeout ({timeout:g} s), stopped",
+                  kind="timeout")
+
+
+class Tasks:
+    """What the executors share: each finished task's record saved as it comes (failures
+    reported as one line), progress counted, and ``fail_fast`` honoured."""
+
+    def __init__(self, records: Records, stage: Stage, progress: Progress | None,
+                 total: int, fail_fast: bool):
+        self.records, self.stage, self.progress = records, stage, progress
+        self.total, self.done, self.fail_fast = total, 0, fail_fast
+
+    def finished(self, record: Record) -> None:
+        self.records.save(record)
+        self.done += 1
+        if self.progress:
+            self.progress("models", self.done, self.total)
+        for failure in record.failures[:1]:  # a fit's variants share its failure
+            self.stage(f"failed: {failure.reason}")
+            if self.fail_fast:
+                raise TaskFailed(failure.reason)
+
+
+def _in_child(job: Job, config: Config, rid: str, epoch: float, path: str) -> None:
+    """A forked child's task: its record written where the parent looks for it."""
+    try:
+        results = fit_one(job.group, job.world, config, rid, config.compute.threads_per_task,
+                          epoch, want_history=job.primary)
+        save(Path(path), _record(job, results))
+    finally:
+        os._exit(0)  # no atexit handlers or buffers of the parent's
 
 
 class InProcess:
-    """Fits one after another in this process (the default)."""
+    """Fits one after another in this process (the default); with ``[compute]
+    task_timeout``, each in a forked child process that is killed when it runs too long."""
 
     where = "in-process"
 
-    def results(self, world: World, runs: Sequence[ModelRun], config: Config, rid: str,
-                epoch: float, stage: Stage, primary: bool = True) -> Iterator[FitResult]:
-        """The fits' results in the plan's order, each group fitted when first needed."""
-        groups = fit_groups(runs)
-        return _in_plan_order(runs, groups, lambda k: fit_one(
-            groups[k], world, config, rid, config.compute.threads_per_task, epoch,
-            want_history=primary, stage=stage))
+    def run(self, jobs: Sequence[Job], config: Config, rid: str, epoch: float,
+            tasks: Tasks) -> None:
+        timeout = config.compute.task_timeout
+        for job in jobs:
+            if timeout > 0:
+                tasks.finished(self._limited(job, config, rid, epoch, timeout, tasks.records))
+                continue
+            results = fit_one(job.group, job.world, config, rid,
+                              config.compute.threads_per_task, epoch,
+                              want_history=job.primary, stage=tasks.stage)
+            tasks.finished(_record(job, results))
+
+    @staticmethod
+    def _limited(job: Job, config: Config, rid: str, epoch: float, timeout: float,
+                 records: Records) -> Record:
+        import multiprocessing
+
+        path = records.path(job.key)
+        path.unlink(missing_ok=True)
+        ctx = multiprocessing.get_context("fork")
+        child = ctx.Process(target=_in_child, args=(job, config, rid, epoch, str(path)),
+                            daemon=True)
+        child.start()
+        child.join(timeout)
+        if child.is_alive():
+            child.kill()
+            child.join()
+            return _record(job, _timed_out(job, timeout))
+        if path.exists():
+            return records.load(job.key)
+        return _record(job, failed(job.group, job.world.label, "fit or predict",
+                                   f"{job.label}: its process died (exit code "
+                                   f"{child.exitcode})", kind="died"))
+
+
+def _with_timeout(group: list[ModelRun], world: World, config: Config, rid: str,
+                  threads: int, epoch: float, primary: bool) -> list[FitResult]:
+    """A worker's task: :func:`fit_one`, given up after ``[compute] task_timeout`` seconds
+    (its thread cannot be stopped; the client restarts the worker)."""
+    timeout = config.compute.task_timeout
+    if timeout <= 0:
+        return fit_one(group, world, config, rid, threads, epoch, want_history=primary)
+    import concurrent.futures
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    future = pool.submit(fit_one, group, world, config, rid, threads, epoch, primary)
+    pool.shutdown(wait=False)
+    try:
+        return future.result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        first = group[0]
+        results = failed(group, world.label, "fit or predict",
+                         f"{first.base} (seed {first.seed}, world {world.label}): ran past "
+                         f"[compute] task_timeout ({timeout:g} s), stopped", kind="timeout")
+        from distributed import get_worker
+
+        results[0].timing["restart_worker"] = get_worker().address
+        return results
 
 
 class OnCluster:
-    """Fits as tasks on a ``dask.distributed`` client, taken back in the plan's order."""
+    """Fits as tasks on a ``dask.distributed`` client; each record saved as its task
+    finishes."""
 
     def __init__(self, client, threads: int):
         self.client = client
@@ -85,40 +181,49 @@ class OnCluster:
         workers = client.scheduler_info(n_workers=-1)["workers"].values()
         self.gpus = any(w.get("resources", {}).get(GPU, 0) > 0 for w in workers)
 
-    def results(self, world: World, runs: Sequence[ModelRun], config: Config, rid: str,
-                epoch: float, stage: Stage, primary: bool = True) -> Iterator[FitResult]:
-        """Send every fit of ``world`` now; the returned iterator waits for each in turn."""
+    def run(self, jobs: Sequence[Job], config: Config, rid: str, epoch: float,
+            tasks: Tasks) -> None:
+        """Send every job now (each world's data scattered once) and save each record as its
+        task finishes."""
+        from distributed import as_completed
+
         client = self.client
         # every worker holds the world's data: a task lost with its worker runs again on
         # another, which has the data already
-        shared = client.scatter(world, broadcast=True, hash=False)
-        groups = fit_groups(runs)
-        futures = []
-        for group in groups:
-            first = group[0]
-            futures.append(client.submit(
-                fit_one, group, shared, config, rid, self.threads, epoch, primary,
-                key=f"fit-{rid}-{world.label}-{first.base}__seed{first.seed}", pure=False,
-                resources=resources_for(first.name, self.gpus)))
-        stage(f"{world.label}: {len(futures)} fits sent to {self.where}")
-        return self._gather(world, runs, groups, futures, shared, stage)
-
-    @staticmethod
-    def _gather(world, runs, groups, futures, shared, stage) -> Iterator[FitResult]:
-        def take(k: int) -> list[FitResult]:
-            results = futures[k].result()
-            futures[k].release()
-            first = groups[k][0]
-            stage(f"{world.label}: {first.base} (seed {first.seed}) done on "
-                  f"{results[0].timing['worker']}")
-            return results
-
+        shared = {}
+        for job in jobs:
+            if job.world.label not in shared:
+                shared[job.world.label] = client.scatter(job.world, broadcast=True, hash=False)
+        futures = {}
+        for job in jobs:
+            first = job.group[0]
+            future = client.submit(
+                _with_timeout, job.group, shared[job.world.label], config, rid, self.threads,
+                epoch, job.primary, pure=False, resources=resources_for(first.name, self.gpus),
+                key=f"fit-{rid}-{job.world.label}-{first.base}__seed{first.seed}")
+            futures[future.key] = (future, job)
+        tasks.stage(f"{len(futures)} fits sent to {self.where}")
         try:
-            yield from _in_plan_order(runs, groups, take)
+            for future in as_completed([f for f, _ in futures.values()]):
+                job = futures[future.key][1]
+                try:
+                    results = future.result()
+                except Exception as err:  # e.g. KilledWorker: the task killed its workers
+                    results = failed(job.group, job.world.label, "fit or predict",
+                                     f"{job.label}: {type(err).__name__}: {err}",
+                                     kind="died")
+                future.release()
+                address = results[0].timing.pop("restart_worker", None)
+                if address:
+                    client.restart_workers([address])
+                tasks.finished(_record(job, results))
+                if not results[0].failure:
+                    tasks.stage(f"{job.label} done on {results[0].timing['worker']}")
         finally:
-            for future in futures:
+            for future, _ in futures.values():
                 future.cancel()
-            shared.release()
+            for data in shared.values():
+                data.release()
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,11 +31,13 @@ import xarray as xr
 from twsbench import __version__
 from twsbench.core import backend, cache
 from twsbench.core.config import Config, TwinWorld, as_plain
+from twsbench.core.errors import ConfigError
 from twsbench.prepare.files import resolve_inputs
 from twsbench.prepare.grids import Grids
 from twsbench.prepare.store import prepare
-from twsbench.running.cluster import InProcess, OnCluster, executor
-from twsbench.running.plan import ModelRun, code_files, code_hash, plan
+from twsbench.running.cluster import Job, Tasks, executor
+from twsbench.running.plan import ModelRun, code_files, code_hash, fit_groups, plan
+from twsbench.running.records import FOLDER, Failure, Records, task_key
 from twsbench.running.tasks import FitResult, World
 from twsbench.scoring import uncertainty
 from twsbench.scoring.comparisons import compare
@@ -47,6 +49,8 @@ Stage = Callable[[str], None]
 Progress = Callable[[str, int, int], None]
 
 DONE = "index.html"
+FAILURES = "failures.csv"
+FAILURES_LOG = "failures.log"
 
 
 def run_id(config: Config, runs: list[ModelRun] | None = None) -> str:
@@ -60,7 +64,7 @@ def run_id(config: Config, runs: list[ModelRun] | None = None) -> str:
     plain = as_plain(config)
     plain.pop("source", None)
     plain.pop("layers", None)  # where parameters came from; they are in runs, [tuning] here
-    for key in ("scheduler", "workers", "threads_per_task"):  # where it runs, not what
+    for key in ("scheduler", "workers", "threads_per_task", "task_timeout"):  # how, not what
         plain["compute"].pop(key, None)
     for key in ("names", "params", "params_files"):  # what they resolve to is in runs
         plain["models"].pop(key, None)
@@ -115,75 +119,91 @@ def versions() -> dict[str, str]:
 
 @dataclass
 class WorldResult:
-    """What one world's fits give: score rows, monthly rows, the fits' timings, and (with a
-    truth) the uncertainty rows and each model's calibration of its σ."""
+    """What one world's fits give: score rows, monthly rows, the fits' timings, with a truth
+    the uncertainty rows and each model's calibration of its σ, and the failed tasks."""
 
     rows: list = field(default_factory=list)
     monthly: list = field(default_factory=list)
     timing: list[dict[str, Any]] = field(default_factory=list)
     uncertainty: list = field(default_factory=list)
     calibrations: dict[str, dict] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
 
 
-def _assemble(runs: list[ModelRun], world: World, results: Iterator[FitResult], rid: str,
-              work: Path | None, stage: Stage, progress: Progress | None) -> WorldResult:
+def _retag(rows: list, rid: str) -> list:
+    """Score rows with this run's id (a record may come from a run before a plug-in fix)."""
+    return [(rid, *row[1:]) for row in rows]
+
+
+def _assemble(runs: list[ModelRun], world: World, results: Iterable[FitResult],
+              failed: set[str], rid: str, work: Path | None, stage: Stage) -> WorldResult:
     """Take one world's fit results in the plan's order: their rows and timings; with a
-    truth, each model's seed ensemble and its calibrated σ (:mod:`twsbench.scoring.uncertainty`,
-    fitted on the validation months, scored on the tasks' months). Predictions, histories
-    and σ are saved into ``work`` (the primary world) unless it is ``None``."""
+    truth, each model's seed ensemble (its seeds that did not fail) and its calibrated σ
+    (:mod:`twsbench.scoring.uncertainty`, fitted on the validation months, scored on the
+    tasks' months). Predictions, histories and σ are saved into ``work`` (the primary world)
+    unless it is ``None``. A failed result (its tag in ``failed``) adds its failure and
+    nothing else."""
     out = WorldResult()
     grids, truth = world.grids, world.truth
-    last = {spec.name: k for k, spec in enumerate(runs)}  # a model's seeds are consecutive
-    first = {spec.name: k for k, spec in reversed(list(enumerate(runs)))}
+    ok = [k for k, spec in enumerate(runs) if spec.tag not in failed]
+    last = {runs[k].name: k for k in ok}  # a model's seeds are consecutive
+    members = {name: sum(runs[k].name == name for k in ok) for name in last}
     ensembles: dict[str, uncertainty.Accumulator] = {}
+    seen: set[int] = set()
     for k, (spec, result) in enumerate(zip(runs, results, strict=True)):
         name, seed, tag = spec.name, spec.seed, spec.tag
+        if result.failure is not None:
+            if id(result.failure) not in seen:  # one failure per fit, not per variant
+                seen.add(id(result.failure))
+                out.failures.append(result.failure)
+            continue
+        cells = result.cells
+        assert cells is not None
         if work is not None:
-            save_prediction(result.cells, grids, work / "predictions" / f"{tag}.nc",
+            save_prediction(cells, grids, work / "predictions" / f"{tag}.nc",
                             {"model": name, "seed": seed})
             if result.history:
                 (work / "history" / f"{tag}.json").write_text(
                     json.dumps(result.history, indent=1))
-        out.rows += result.rows
+        out.rows += _retag(result.rows, rid)
         out.monthly += result.monthly
         out.timing.append(result.timing)
         if truth is not None:
-            ensembles.setdefault(name, uncertainty.Accumulator()).add(result.cells,
-                                                                      result.hidden)
+            ensembles.setdefault(name, uncertainty.Accumulator()).add(cells, result.hidden)
             if last[name] == k:
                 stage(f"{name}: calibrating σ")
                 cal, sigma, u_rows = uncertainty.evaluate(grids, ensembles.pop(name), truth,
                                                           world.hot)
                 out.calibrations[name] = cal.as_dict()
-                members = last[name] + 1 - first[name]
                 if work is not None:
                     save_prediction(sigma, grids, work / "uncertainty" / f"{name}.nc",
-                                    {"model": name, "members": members,
+                                    {"model": name, "members": members[name],
                                      "long_name": "1-sigma of the seed-ensemble mean"},
                                     var="sigma")
-                out.uncertainty += [(rid, name, members, *u) for u in u_rows]
-        if progress:
-            progress("models", k + 1, len(runs))
+                out.uncertainty += [(rid, name, members[name], *u) for u in u_rows]
     return out
 
 
-def _results(ex: InProcess | OnCluster, load_world: Callable[[int], World], n_worlds: int,
-             runs: list[ModelRun], config: Config, rid: str, epoch: float, stage: Stage
-             ) -> Iterator[tuple[int, World, Iterator[FitResult]]]:
-    """Each world with its fits' results in the plan's order. In-process, a world is
-    prepared, fitted and let go before the next (one world in memory); on a cluster every
-    world is prepared and every fit sent first, so fits of all worlds run at once."""
-    if isinstance(ex, InProcess):
-        for k in range(n_worlds):
-            world = load_world(k)
-            yield k, world, ex.results(world, runs, config, rid, epoch, stage,
-                                       primary=k == 0)
-        return
-    worlds = [load_world(k) for k in range(n_worlds)]
-    sent = [ex.results(w, runs, config, rid, epoch, stage, primary=k == 0)
-            for k, w in enumerate(worlds)]
-    for k, world in enumerate(worlds):
-        yield k, world, sent[k]
+def _jobs(config: Config, runs: list[ModelRun], world: World, primary: bool) -> list[Job]:
+    return [Job(world, group, task_key(config, world.label, group), primary)
+            for group in fit_groups(runs)]
+
+
+def _in_plan_order(runs: list[ModelRun], jobs: list[Job], records: Records
+                   ) -> Iterator[FitResult]:
+    """Each run's result, in the plan's order, from its task's record (one record in memory
+    at a time: a model's variants and seeds are consecutive)."""
+    where = {id(spec): (k, j) for k, job in enumerate(jobs) for j, spec in enumerate(job.group)}
+    held: dict[int, list[FitResult]] = {}
+    left = [len(job.group) for job in jobs]
+    for spec in runs:
+        k, j = where[id(spec)]
+        if k not in held:
+            held[k] = records.load(jobs[k].key).results
+        yield held[k][j]
+        left[k] -= 1
+        if not left[k]:
+            del held[k]
 
 
 def withheld(grids: Grids) -> tuple[Grids, np.ndarray]:
@@ -193,52 +213,117 @@ def withheld(grids: Grids) -> tuple[Grids, np.ndarray]:
     return grids.withhold(grids.splits["gapfill_withheld"])
 
 
-def _remove_stale(out_root: Path) -> None:
-    """Remove working folders left by killed runs (of any config or code version); those of
+def _pid_of(path: Path) -> int | None:
+    pid = path.name.rsplit("-", 1)[-1]
+    return int(pid) if pid.isdigit() else None
+
+
+def _dead(path: Path) -> bool:
+    pid = _pid_of(path)
+    return pid is not None and (pid == os.getpid() or not cache.alive(pid))
+
+
+def _remove_stale(out_root: Path, taken: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    """Remove working folders of killed runs (of any config or code version) that hold
+    nothing to resume: no task records, or only records in ``taken`` (this run's). Those of
     runs still going are left alone."""
     for path in out_root.glob(".*.partial-*"):
-        cache.remove_if_dead(path, path.name.rsplit("-", 1)[-1])
+        if not path.is_dir() or not _dead(path) or _pid_of(path) == os.getpid():
+            continue
+        keys = {p.stem for p in (path / FOLDER).glob("*.pkl")}
+        if keys <= taken:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def has_failures(run_dir: Path) -> bool:
+    """Whether a run folder's run finished with failed tasks."""
+    return (run_dir / FAILURES).exists()
 
 
 @dataclass
 class RunFolder:
     """Where a run goes: ``final`` (``reports/<run_id>/``), written only through the hidden
-    ``work`` folder, which :meth:`finish` renames into place."""
+    ``work`` folder, which :meth:`finish` renames into place.
+
+    A run of the same id whose folder exists and finished without failures is ``done``. One
+    that finished with failed tasks is run again into the same id: its finished tasks'
+    records are taken (``resume``), the failed tasks run again, and the new folder replaces
+    the old. The working folder of a killed run of the same id is taken over with its
+    records. ``force`` writes a new, time-suffixed id and takes no records."""
 
     rid: str
     final: Path
     work: Path
     runs: list[ModelRun]
     done: bool
+    resume: bool = True
 
     @classmethod
     def open(cls, config: Config, out_root: str | Path, force: bool = False) -> RunFolder:
         """Plan the run (every name, parameter, plug-in and input checked before anything is
-        written) and find its folder: ``done`` when a finished run of the same id exists
-        and ``force`` is not set; with ``force`` a new, time-suffixed id."""
+        written) and find its folder."""
         out_root = Path(out_root)
         runs = plan(config)
         rid = run_id(config, runs)
         final = out_root / rid
-        done = (final / DONE).exists() and not force
-        if final.exists() and not done:
+        finished = (final / DONE).exists()
+        done = finished and not force and not has_failures(final)
+        if final.exists() and (force or not finished):
             rid = f"{rid}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
             final = out_root / rid
-        return cls(rid, final, out_root / f".{rid}.partial-{os.getpid()}", runs, done)
+        return cls(rid, final, out_root / f".{rid}.partial-{os.getpid()}", runs, done,
+                   resume=not force)
 
     def start(self) -> None:
-        """Clear working folders of killed runs and make this one's."""
-        _remove_stale(self.final.parent)
+        """Make this run's working folder, with the records of a killed run of the same id.
+
+        Raises
+        ------
+        ConfigError
+            When a run of the same id is under way in another process.
+        """
+        out_root = self.final.parent
+        out_root.mkdir(parents=True, exist_ok=True)
+        killed = []
+        for path in sorted(out_root.glob(f".{self.rid}.partial-*"), key=os.path.getmtime):
+            if path == self.work:
+                continue
+            if not _dead(path):
+                raise ConfigError(f"run {self.rid}: expected no other run of it, found one "
+                                  f"under way in process {_pid_of(path)} ({path})")
+            killed.append(path)
         if self.work.exists():
             shutil.rmtree(self.work)
         (self.work / "predictions").mkdir(parents=True)
         (self.work / "history").mkdir()
+        for path in killed:  # the newest last: its records win
+            if self.resume and (path / FOLDER).is_dir():
+                (self.work / FOLDER).mkdir(exist_ok=True)
+                for record in (path / FOLDER).glob("*.pkl"):
+                    os.replace(record, self.work / FOLDER / record.name)
+            shutil.rmtree(path, ignore_errors=True)
 
     def finish(self) -> None:
-        os.replace(self.work, self.final)
+        """Put the finished run in place (replacing the same id's run with failed tasks)
+        and remove what killed runs left that this run has taken. Without failed tasks the
+        records go: the tables and predictions hold what they held."""
+        out_root = self.final.parent
+        taken = {p.stem for p in (self.work / FOLDER).glob("*.pkl")}
+        if not has_failures(self.work):
+            shutil.rmtree(self.work / FOLDER, ignore_errors=True)
+        if self.final.exists():
+            old = out_root / f".{self.rid}.replaced-{os.getpid()}"
+            os.replace(self.final, old)
+            os.replace(self.work, self.final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.work, self.final)
+        _remove_stale(out_root, taken)
 
     def discard(self) -> None:
-        if self.work.exists():
+        """Remove the working folder of a run that stopped, unless it holds task records
+        (a later run of the same id takes them)."""
+        if self.work.exists() and not any((self.work / FOLDER).glob("*.pkl")):
             shutil.rmtree(self.work, ignore_errors=True)
 
 
@@ -253,6 +338,7 @@ class Tables:
     uncertainty: list = field(default_factory=list)
     world_rows: list = field(default_factory=list)
     calibrations: dict[str, dict] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
 
     @property
     def several(self) -> bool:
@@ -268,6 +354,7 @@ class Tables:
             self.world_rows += [(label, *r) for r in got.rows]
         self.timing += [{"world": label, **t} if self.several else t for t in got.timing]
         self.uncertainty += [(label, *r) if self.several else r for r in got.uncertainty]
+        self.failures += got.failures
 
     def write(self, work: Path) -> None:
         """``scores.csv``/``.parquet``, ``monthly.csv``, ``timing.csv``, with a truth
@@ -286,6 +373,12 @@ class Tables:
         if self.world_rows:
             _long_table(self.world_rows, ["world", *COLUMNS]).to_csv(work / "worlds.csv",
                                                                      index=False)
+        if self.failures:
+            pd.DataFrame([f.as_row() for f in self.failures]).to_csv(work / FAILURES,
+                                                                     index=False)
+            (work / FAILURES_LOG).write_text("\n".join(
+                f"== {f.model} seed {f.seed}, world {f.world}: {f.stage} ({f.kind})\n"
+                f"{f.reason}\n\n{f.traceback}" for f in self.failures))
 
 
 def _long_table(rows: list, columns: list[str]) -> pd.DataFrame:
@@ -296,10 +389,16 @@ def _long_table(rows: list, columns: list[str]) -> pd.DataFrame:
 
 
 def execute(config: Config, folder: RunFolder, *, benchmark_json: list[Path] | None = None,
-            stage: Stage | None = None, progress: Progress | None = None) -> dict[str, Any]:
+            stage: Stage | None = None, progress: Progress | None = None,
+            fail_fast: bool = False) -> dict[str, Any]:
     """Fit, predict and score every (world, model, seed) of the run and write the run's
     tables, ``grid.nc``, predictions, histories, the comparisons between models and
-    ``meta.json`` into ``folder.work``. Returns the meta."""
+    ``meta.json`` into ``folder.work``. Returns the meta.
+
+    Each task's record is saved in ``folder.work`` as it finishes; finished tasks' records
+    of earlier runs (:mod:`twsbench.running.records`) are taken instead of running them
+    again. A failed task is a row of ``failures.csv`` (its traceback in ``failures.log``);
+    with ``fail_fast`` the first one raises :class:`twsbench.core.errors.TaskFailed`."""
     stage = stage or (lambda label: log.info("run: %s", label))
     work, runs, rid = folder.work, folder.runs, folder.rid
     started = time.time()
@@ -325,11 +424,37 @@ def execute(config: Config, folder: RunFolder, *, benchmark_json: list[Path] | N
         return World.of(tables.labels[k], grids, reference, truth,
                         config.ranking.hotspot_trend)
 
+    records = Records(work, folder.final.parent, search=folder.resume)
+    reused: list[str] = []
+    ran: list[str] = []
     with executor(config, stage) as ex:
-        for k, world, results in _results(ex, load_world, len(worlds), runs, config, rid,
-                                          started, stage):
-            tables.add(k, _assemble(runs, world, results, rid, work if k == 0 else None,
-                                    stage, progress if k == 0 else None))
+        # in-process one world at a time (one in memory); on a cluster every world's tasks
+        # are sent at once
+        batches = ([[k] for k in range(len(worlds))] if ex.where == "in-process"
+                   else [list(range(len(worlds)))])
+        for batch in batches:
+            loaded_worlds = {k: load_world(k) for k in batch}
+            jobs = {k: _jobs(config, runs, w, k == 0) for k, w in loaded_worlds.items()}
+            todo = []
+            for k in batch:
+                for job in jobs[k]:
+                    if records.finished(job.key):
+                        reused.append(job.label)
+                    else:
+                        todo.append(job)
+                        ran.append(job.label)
+            if reused:
+                stage(f"{len(reused)} finished tasks taken from earlier runs")
+            tasks = Tasks(records, stage, progress, len(todo), fail_fast)
+            ex.run(todo, config, rid, started, tasks)
+            for k in batch:
+                failed = {tag for job in jobs[k] for tag, r in zip(
+                    [s.tag for s in job.group], records.load(job.key).results, strict=True)
+                    if r.failure is not None}
+                tables.add(k, _assemble(runs, loaded_worlds[k],
+                                        _in_plan_order(runs, jobs[k], records), failed, rid,
+                                        work if k == 0 else None, stage))
+            del loaded_worlds, jobs
         where = ex.where
     # a fit shared by a model's variants counts once
     fits = {(t.get("world"), t["task"]): t["fit_seconds"] for t in tables.timing}
@@ -351,7 +476,9 @@ def execute(config: Config, folder: RunFolder, *, benchmark_json: list[Path] | N
             "runs": [r.as_dict() for r in runs], "plugins": list(config.models.plugins),
             "executor": where, "worlds": [w.label for w in worlds if w is not None],
             "params_layers": list(config.layers), "tuning": config.tuning,
-            "tuning_status": tuning_status(config, runs)}
+            "tuning_status": tuning_status(config, runs),
+            "failed_tasks": [f.as_row() for f in tables.failures],
+            "reused_tasks": reused, "ran_tasks": ran}
     write_meta(work, meta)
     if Path(config.source).exists():
         shutil.copy(config.source, work / "config.toml")

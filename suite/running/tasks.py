@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,12 +19,14 @@ from typing import Any
 import numpy as np
 
 from twsbench.core.config import Config
+from twsbench.core.errors import OutputError
 from twsbench.core.threads import cpus, limited
 from twsbench.core.timing import measure
-from twsbench.downscaling.wrappers import split_name, wrap
+from twsbench.downscaling.wrappers import Checked, split_name, wrap
 from twsbench.prepare.grids import Grids
 from twsbench.running.catalog import make
 from twsbench.running.plan import ModelRun, load
+from twsbench.running.records import Failure, one_line
 from twsbench.scoring.table import hotspots, score_prediction
 
 
@@ -50,14 +53,35 @@ class World:
 class FitResult:
     """One fit's score rows, monthly rows and timing, its predictions of every month and
     (with a truth, for a model that does not need GRACE) of the validation months with their
-    GRACE hidden, and its training history."""
+    GRACE hidden, and its training history; or, for a failed task, its :class:`Failure`
+    (no rows, no predictions)."""
 
     rows: list
     monthly: list
     timing: dict[str, Any]
-    cells: np.ndarray
+    cells: np.ndarray | None
     hidden: np.ndarray | None
     history: list = field(default_factory=list)
+    failure: Failure | None = None
+
+
+def failed(specs: Sequence[ModelRun], world: str, stage: str, err: BaseException | str,
+           kind: str | None = None, trace: str = "") -> list[FitResult]:
+    """Each of ``specs`` as a failed result: the one-line reason names the model, its seed,
+    the world and the stage."""
+    first = specs[0]
+    if isinstance(err, BaseException):
+        kind = kind or ("output" if isinstance(err, OutputError) else "error")
+        trace = trace or "".join(traceback.format_exception(err))
+        text = str(err) if isinstance(err, OutputError) else (
+            f"{first.base} (seed {first.seed}, world {world}): {stage} raised "
+            f"{type(err).__name__}: {err}")
+    else:
+        text = err
+    failure = Failure(world, first.base, first.seed, [s.name for s in specs], stage,
+                      kind or "error", one_line(text), trace)
+    return [FitResult([], [], {"model": s.name, "seed": s.seed, "failed": True}, None, None,
+                      failure=failure) for s in specs]
 
 
 def where() -> tuple[str, int]:
@@ -96,35 +120,54 @@ def fit_one(specs: Sequence[ModelRun], world: World, config: Config, rid: str,
     grids, truth = world.grids, world.truth
     say = stage or (lambda label: None)
     first = specs[0]
+    who = f"{first.base} (seed {first.seed}, world {world.label})"
     say(f"{first.base} (seed {first.seed}): fit")
-    # made first: a CNN imports torch, whose threads the cap then sets
-    fitted = make(first.base, seed=first.seed, params=first.params, device=first.device)
-    with limited(threads), measure() as fit_m:
-        fitted.fit(grids, grids.split_months("train"))
+    try:
+        # made first: a CNN imports torch, whose threads the cap then sets
+        fitted = make(first.base, seed=first.seed, params=first.params, device=first.device)
+        with limited(threads), measure() as fit_m:
+            fitted.fit(grids, grids.split_months("train"))
+    except Exception as err:  # a model's own code: its failure is a row of the run
+        return failed(specs, world.label, "fit", err)
+    checked = Checked(fitted, who)
     view = uncertainty.hide_validation(grids) if truth is not None else None
-    out = []
+    out: list[Any] = []
     for spec in specs:
         say(f"{spec.name} (seed {spec.seed}): predict")
         t0 = time.time()
-        model = wrap(fitted, split_name(spec.name)[1])
-        with limited(threads):
-            with measure() as pred_m:
-                cells = np.asarray(model.predict_cells(grids, grids.months), dtype=np.float64)
-            hidden = None
-            if view is not None and not model.needs_grace:
-                hidden = np.asarray(model.predict_cells(view, grids.split_months("validation")),
-                                    dtype=np.float64)
-            t1 = time.perf_counter()
-            rows, monthly = score_prediction(grids, cells, truth, spec.name, spec.seed, rid,
-                                             world.reference, config.ranking.hotspot_trend)
-            score_seconds = time.perf_counter() - t1
-            covered = int(model.covers(grids, grids.months).sum())
+        model = wrap(checked, split_name(spec.name)[1])
+        step = "predict_cells"
+        try:
+            with limited(threads):
+                with measure() as pred_m:
+                    cells = model.predict_cells(grids, grids.months)
+                hidden = None
+                if view is not None and not model.needs_grace:
+                    step = "predict_cells (validation months, GRACE hidden)"
+                    checked.who = f"{who}, validation months with GRACE hidden"
+                    hidden = model.predict_cells(view, grids.split_months("validation"))
+                    checked.who = who
+                step = "scoring"
+                t1 = time.perf_counter()
+                rows, monthly = score_prediction(grids, cells, truth, spec.name, spec.seed,
+                                                 rid, world.reference,
+                                                 config.ranking.hotspot_trend)
+                score_seconds = time.perf_counter() - t1
+                covered = int(model.covers(grids, grids.months).sum())
+        except Exception as err:
+            checked.who = who
+            out.append(failed([spec], world.label, step, err)[0])
+            continue
         out.append((spec, cells, hidden, rows, monthly, pred_m, score_seconds, covered,
                     time.time() - t0))
     ended = time.time()
     epoch = started if epoch is None else epoch
     results = []
-    for spec, cells, hidden, rows, monthly, pred_m, score_seconds, covered, own in out:
+    for item in out:
+        if isinstance(item, FitResult):
+            results.append(item)
+            continue
+        spec, cells, hidden, rows, monthly, pred_m, score_seconds, covered, own = item
         timing = {
             "model": spec.name, "seed": spec.seed, "fit_seconds": fit_m.seconds,
             "predict_seconds": pred_m.seconds,

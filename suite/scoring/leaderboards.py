@@ -40,13 +40,29 @@ def ranking_metric(meta: dict, task: str = "gapfill") -> str | None:
     return "nse_mascon_grace" if task == "gapfill" else None
 
 
+def failed_models(meta: dict) -> dict[str, int]:
+    """The models (every variant of a failed fit) with failed tasks in the run's primary
+    world, and how many of their seeds failed: they are left off the leaderboards rather
+    than ranked on a mean over fewer seeds (the report lists them)."""
+    failures = meta.get("failed_tasks", [])
+    primary = (meta.get("worlds") or [None])[0]
+    out: dict[str, int] = {}
+    for f in failures:
+        if primary is None or f["world"] == primary:
+            for name in str(f["names"]).split():
+                out[name] = out.get(name, 0) + 1
+    return out
+
+
 def _board(scores: pd.DataFrame, timing: pd.DataFrame, meta: dict, split: str,
            columns: tuple[str, ...], rank: str | None) -> pd.DataFrame:
     """Mean over seeds of ``columns`` on a split, with the spread over seeds beside each
     where some model ran several seeds; ranked by ``rank``; models without a value of
-    ``rank`` (they take no part in the task) are left out."""
+    ``rank`` (they take no part in the task), and models with failed tasks
+    (:func:`failed_models`), are left out."""
     region = meta["config"]["ranking"]["region"]
-    sel = scores[(scores["split"] == split) & (scores["region"] == region)]
+    sel = scores[(scores["split"] == split) & (scores["region"] == region)
+                 & ~scores["model"].isin(list(failed_models(meta)))]
     grouped = sel.groupby(["model", "metric"])["value"]
     mean, spread = grouped.mean().unstack(), grouped.std(ddof=0).unstack()
     seeds = sel.groupby("model")["seed"].nunique().reindex(mean.index)

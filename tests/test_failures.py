@@ -1,0 +1,188 @@
+"""A model that fails is a row, not a lost run: each way a plug-in can fail (it raises, its
+output breaks the contract, it hangs past ``[compute] task_timeout``) ends in one line naming
+it, exit status 3, the other models' scores of a clean run and the failure in the report;
+``--fail-fast`` stops at the first; ``release`` refuses a failed model."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests import tiny
+from tests.conftest import SESSION_ENV, with_world_and_grids
+
+pytestmark = pytest.mark.slow  # whole runs through the CLI
+
+PLUGIN = textwrap.dedent('''
+    import time
+    from typing import ClassVar
+
+    import numpy as np
+
+    from twsbench.downscaling.contract import DOWNSCALERS, Base
+
+    @DOWNSCALERS.register("faulty")
+    class Faulty(Base):
+        """Fails as ``mode`` says."""
+
+        defaults: ClassVar[dict] = {"mode": "ok"}
+        stochastic: ClassVar[bool] = True
+
+        def fit(self, grids, months):
+            if self.params["mode"] == "raise" or (self.params["mode"] == "seed1"
+                                                  and self.seed == 1):
+                raise ValueError("the solver did not converge")
+            if self.params["mode"] == "hang":
+                time.sleep(3600)
+
+        def predict_cells(self, grids, months):
+            shape, mode = (len(months), grids.n_cells), self.params["mode"]
+            if mode == "shape":
+                return np.zeros((len(months), 3))
+            if mode == "nan":
+                return np.full(shape, np.nan)
+            if mode == "inf":
+                return np.full(shape, np.inf)
+            if mode == "string":
+                return "a string"
+            return np.zeros(shape)
+''')
+#: each failure, the words its one line must hold (besides the model, seed and world)
+MODES = {
+    "raise": "fit raised ValueError: the solver did not converge",
+    "shape": "predict_cells returned shape (",
+    "nan": "non-finite values in",
+    "inf": "non-finite values in",
+    "string": "predict_cells returned a str, expected a float array",
+    "hang": "ran past [compute] task_timeout (8 s)",
+}
+OTHERS = ["mascon", "lightgbm"]
+
+
+def _cli(args: list[str], cache: Path):
+    import subprocess
+    import sys
+
+    env = {**SESSION_ENV, "TWSBENCH_CACHE_DIR": str(cache), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "twsbench.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def _config(folder: Path, names: list[str], mode: str = "ok", seeds=(0,), **compute) -> Path:
+    models = tiny.quick(names, plugins=["faulty_plugin"], seeds=list(seeds))
+    models["params"]["faulty"] = {"mode": mode}
+    table = tiny.table(models=models, **({"compute": compute} if compute else {}))
+    path = folder / f"{mode}-{len(names)}-{len(seeds)}.toml"
+    path.write_text(tiny.toml(table))
+    return path
+
+
+def _run_dir(out: Path) -> Path:
+    (run_dir,) = [p for p in out.iterdir() if not p.name.startswith(".")]
+    return run_dir
+
+
+def _rows(run_dir: Path, models: list[str]) -> pd.DataFrame:
+    scores = pd.read_csv(run_dir / "scores.csv")
+    sel = scores[scores["model"].isin(models)].drop(columns="run_id")
+    return sel.sort_values(list(sel.columns[:5])).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """The plug-in beside its configs, a cache with the tiny world and grids, and a clean
+    run of the other models."""
+    folder = tmp_path_factory.mktemp("failures")
+    (folder / "faulty_plugin.py").write_text(PLUGIN)
+    cache = with_world_and_grids(folder / "cache", tiny.table(models=tiny.quick(OTHERS)))
+    clean = _cli(["run", str(_config(folder, OTHERS)), "--out", str(folder / "clean"), "-q"],
+                 cache)
+    assert clean.returncode == 0, clean.stderr
+    return folder, cache, _run_dir(folder / "clean")
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_failing_model_is_a_row_of_the_run(setup, mode, tmp_path):
+    folder, cache, clean = setup
+    compute = {"task_timeout": 8.0} if mode == "hang" else {}
+    cfg = _config(folder, [*OTHERS, "faulty"], mode, **compute)
+    result = _cli(["run", str(cfg), "--out", str(tmp_path), "-q"], cache)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if "faulty" in line]
+    assert len(lines) == 1, result.stderr
+    assert "faulty (seed 0, world realistic-seed1)" in lines[0] and MODES[mode] in lines[0]
+    run_dir = _run_dir(tmp_path)
+    pd.testing.assert_frame_equal(_rows(run_dir, OTHERS), _rows(clean, OTHERS))
+    assert "faulty" not in set(pd.read_csv(run_dir / "scores.csv")["model"])
+    failures = pd.read_csv(run_dir / "failures.csv")
+    assert list(failures["model"]) == ["faulty"]
+    index = (run_dir / "index.md").read_text()
+    first = index.index("## ")
+    assert index[first:].startswith("## Failed tasks") and MODES[mode] in index
+    assert ("Traceback" in (run_dir / "failures.log").read_text()) == (mode != "hang")
+
+
+def test_a_model_with_a_failed_seed_is_not_ranked(setup, tmp_path):
+    from twsbench.core.splits import TASKS
+    from twsbench.scoring.leaderboards import leaderboard
+
+    folder, cache, _ = setup
+    cfg = _config(folder, [*OTHERS, "faulty"], "seed1", seeds=(0, 1))
+    result = _cli(["run", str(cfg), "--out", str(tmp_path), "-q"], cache)
+    assert result.returncode == 3 and "faulty (seed 1, world" in result.stderr
+    run_dir = _run_dir(tmp_path)
+    scores = pd.read_csv(run_dir / "scores.csv")
+    assert set(scores.loc[scores["model"] == "faulty", "seed"]) == {0}  # seed 0 was scored
+    meta = pd.read_json(run_dir / "meta.json", typ="series").to_dict()
+    timing = pd.read_csv(run_dir / "timing.csv")
+    for task in TASKS:
+        board = leaderboard(scores, timing, meta, task)
+        assert "faulty" not in board.index and "lightgbm" in board.index
+
+
+@pytest.mark.parametrize("mode", ["raise", "hang"])
+def test_on_a_local_cluster_a_failing_model_is_a_row(setup, mode, tmp_path):
+    folder, cache, clean = setup
+    cfg = _config(folder, [*OTHERS, "faulty"], mode, task_timeout=8.0)
+    result = _cli(["run", str(cfg), "--out", str(tmp_path), "-q", "--workers", "2"], cache)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert MODES[mode] in result.stderr
+    pd.testing.assert_frame_equal(_rows(_run_dir(tmp_path), OTHERS), _rows(clean, OTHERS))
+
+
+def test_fail_fast_stops_and_the_same_command_resumes(setup, tmp_path):
+    folder, cache, clean = setup
+    cfg = _config(folder, ["lightgbm", "faulty", "mascon"], "raise")
+    result = _cli(["run", str(cfg), "--out", str(tmp_path), "-q", "--fail-fast"], cache)
+    assert result.returncode == 3
+    assert "faulty (seed 0, world realistic-seed1): fit raised" in result.stderr
+    assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]  # no report
+    # lightgbm finished before faulty failed: its record is kept; mascon never ran
+    again = _cli(["run", str(cfg), "--out", str(tmp_path), "-q"], cache)
+    assert again.returncode == 3
+    meta = pd.read_json(_run_dir(tmp_path) / "meta.json", typ="series")
+    assert meta["reused_tasks"] == ["lightgbm (seed 0, world realistic-seed1)"]
+    assert sorted(meta["ran_tasks"]) == ["faulty (seed 0, world realistic-seed1)",
+                                         "mascon (seed 0, world realistic-seed1)"]
+    pd.testing.assert_frame_equal(_rows(_run_dir(tmp_path), OTHERS), _rows(clean, OTHERS))
+
+
+def test_release_refuses_a_model_with_failed_tasks(setup, tmp_path):
+    import json
+
+    from twsbench.core.errors import ConfigError
+    from twsbench.release.product import choose_model
+
+    _, _, clean = setup
+    meta = json.loads((clean / "meta.json").read_text())
+    chosen, _ = choose_model(clean, meta)
+    meta["failed_tasks"] = [{"world": "realistic-seed1", "model": chosen, "seed": 0,
+                             "names": chosen, "stage": "fit", "kind": "error",
+                             "reason": "x"}]
+    with pytest.raises(ConfigError, match="failed"):
+        choose_model(clean, meta)
