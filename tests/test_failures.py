@@ -172,6 +172,29 @@ def test_fail_fast_stops_and_the_same_command_resumes(setup, tmp_path):
     pd.testing.assert_frame_equal(_rows(_run_dir(tmp_path), OTHERS), _rows(clean, OTHERS))
 
 
+def test_after_a_fix_to_the_plugin_only_its_task_runs(setup, tmp_path):
+    _, cache, clean = setup
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "faulty_plugin.py").write_text(PLUGIN)
+    cfg = _config(folder, [*OTHERS, "faulty"], "raise")
+    out = tmp_path / "reports"
+    assert _cli(["run", str(cfg), "--out", str(out), "-q"], cache).returncode == 3
+    # the fix: the plug-in's fit no longer raises (its module changes, so does the run id)
+    (folder / "faulty_plugin.py").write_text(PLUGIN.replace(
+        'raise ValueError("the solver did not converge")', "pass"))
+    fixed = _cli(["run", str(cfg), "--out", str(out), "-q"], cache)
+    assert fixed.returncode == 0, fixed.stderr
+    (run_dir,) = [p for p in out.iterdir() if (p / "meta.json").exists()
+                  and not (p / "failures.csv").exists()]
+    meta = pd.read_json(run_dir / "meta.json", typ="series")
+    assert meta["ran_tasks"] == ["faulty (seed 0, world realistic-seed1)"]
+    assert sorted(meta["reused_tasks"]) == [f"{m} (seed 0, world realistic-seed1)"
+                                            for m in sorted(OTHERS)]
+    pd.testing.assert_frame_equal(_rows(run_dir, OTHERS), _rows(clean, OTHERS))
+    assert "faulty" in set(pd.read_csv(run_dir / "scores.csv")["model"])
+
+
 def test_release_refuses_a_model_with_failed_tasks(setup, tmp_path):
     import json
 

@@ -41,7 +41,8 @@ PLUGIN = textwrap.dedent('''
             super().fit(grids, months)
 ''')
 NAMES = ["slow_regression", "lightgbm", "lightgbm+residual"]
-TABLES = ("scores.csv", "monthly.csv", "uncertainty.csv")
+TABLES = ("scores.csv", "monthly.csv", "uncertainty.csv", "significance.csv",
+          "mascon_gains.csv")
 
 
 def _start(args: list[str], cache: Path) -> subprocess.Popen:
