@@ -5,8 +5,9 @@ seed) fit to an existing cluster (a ``dask-jobqueue`` cluster on SLURM, ``dask-k
 a hosted Dask); ``[compute] workers`` (``--workers N``) starts a ``LocalCluster`` of N
 single-task worker processes. Each world's grids, reference GRACE and truth are prepared once
 by the client and scattered to every worker; the tasks (:func:`twsbench.running.tasks.fit_one`)
-return their rows, timing and predictions, which the client takes in the plan's order, so the tables
-are those of the in-process run.
+return their rows, timing and predictions, which the client saves as each task's record when it
+finishes (:mod:`twsbench.running.records`); the runner takes the records in the plan's order,
+so the tables are those of the in-process run.
 
 A worker that dies takes its running task with it; the scheduler runs the task again on
 another worker (up to ``distributed.scheduler.allowed-failures`` times), and because a fit is
