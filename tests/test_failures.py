@@ -209,3 +209,35 @@ def test_release_refuses_a_model_with_failed_tasks(setup, tmp_path):
                              "reason": "x"}]
     with pytest.raises(ConfigError, match="failed"):
         choose_model(clean, meta)
+
+
+def test_a_timed_task_is_spawned_where_the_run_uses_cuda(tiny_config, tiny_grids, tmp_path,
+                                                          monkeypatch):
+    """A forked child cannot use CUDA once its parent has: with a GPU the timed task's child
+    is spawned, and it gives the in-process result."""
+    import dataclasses
+    import multiprocessing
+    import time
+
+    import numpy as np
+
+    from twsbench.core import backend
+    from twsbench.running.cluster import InProcess, Job
+    from twsbench.running.plan import ModelRun
+    from twsbench.running.records import Records
+    from twsbench.running.tasks import World, fit_one
+
+    asked: list[str] = []
+    real = multiprocessing.get_context
+    monkeypatch.setattr(multiprocessing, "get_context",
+                        lambda method=None: asked.append(method) or real(method))
+    monkeypatch.setattr(backend, "resolve", lambda device: "cuda")
+    config = dataclasses.replace(tiny_config, compute=dataclasses.replace(
+        tiny_config.compute, task_timeout=300.0))
+    world = World.of("w", tiny_grids, tiny_grids.grace, None, 5.0)
+    group = [ModelRun("mascon_regression", 0)]
+    record = InProcess._limited(Job(world, group, "k", True), config, "rid", time.time(),
+                                300.0, Records(tmp_path, tmp_path))
+    assert asked == ["spawn"] and not record.failures
+    here = fit_one(group, world, config, "rid")
+    np.testing.assert_array_equal(record.results[0].cells, here[0].cells)

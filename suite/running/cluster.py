@@ -96,7 +96,7 @@ class Tasks:
 
 
 def _in_child(job: Job, config: Config, rid: str, epoch: float, path: str) -> None:
-    """A forked child's task: its record written where the parent looks for it."""
+    """A child process's task: its record written where the parent looks for it."""
     try:
         results = fit_one(job.group, job.world, config, rid, config.compute.threads_per_task,
                           epoch, want_history=job.primary)
@@ -107,7 +107,8 @@ def _in_child(job: Job, config: Config, rid: str, epoch: float, path: str) -> No
 
 class InProcess:
     """Fits one after another in this process (the default); with ``[compute]
-    task_timeout``, each in a forked child process that is killed when it runs too long."""
+    task_timeout``, each in a child process (forked; spawned where the run uses CUDA) that is
+    killed when it runs too long."""
 
     where = "in-process"
 
@@ -130,7 +131,11 @@ class InProcess:
 
         path = records.path(job.key)
         path.unlink(missing_ok=True)
-        ctx = multiprocessing.get_context("fork")
+        from twsbench.core import backend
+
+        # a forked child cannot use CUDA once this process has: spawn a fresh one there
+        gpu = backend.resolve(config.compute.device) == "cuda"
+        ctx = multiprocessing.get_context("spawn") if gpu else multiprocessing.get_context("fork")
         child = ctx.Process(target=_in_child, args=(job, config, rid, epoch, str(path)),
                             daemon=True)
         child.start()
