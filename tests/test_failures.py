@@ -49,6 +49,11 @@ PLUGIN = textwrap.dedent('''
             if mode == "string":
                 return "a string"
             return np.zeros(shape)
+
+    # one registered name per way of failing, so that one run holds them all
+    for _mode in ("raise", "shape", "nan", "inf", "string", "hang"):
+        DOWNSCALERS.register(f"faulty_{_mode}")(
+            type(f"Faulty_{_mode}", (Faulty,), {"defaults": {"mode": _mode}}))
 ''')
 #: each failure, the words its one line must hold (besides the model, seed and world)
 MODES = {
@@ -57,7 +62,7 @@ MODES = {
     "nan": "non-finite values in",
     "inf": "non-finite values in",
     "string": "predict_cells returned a str, expected a float array",
-    "hang": "ran past [compute] task_timeout (8 s)",
+    "hang": "ran past [compute] task_timeout (15 s)",
 }
 OTHERS = ["mascon", "lightgbm"]
 
@@ -104,26 +109,43 @@ def setup(tmp_path_factory):
     return folder, cache, _run_dir(folder / "clean")
 
 
-@pytest.mark.parametrize("mode", list(MODES))
-def test_a_failing_model_is_a_row_of_the_run(setup, mode, tmp_path):
-    folder, cache, clean = setup
-    compute = {"task_timeout": 8.0} if mode == "hang" else {}
-    cfg = _config(folder, [*OTHERS, "faulty"], mode, **compute)
-    result = _cli(["run", str(cfg), "--out", str(tmp_path), "-q"], cache)
+@pytest.fixture(scope="module")
+def failing_run(setup, tmp_path_factory):
+    """One run of the other models beside a plug-in failing in each way (with a
+    ``task_timeout`` for the one that hangs)."""
+    folder, cache, _ = setup
+    out = tmp_path_factory.mktemp("failing")
+    cfg = _config(folder, [*OTHERS, *(f"faulty_{m}" for m in MODES)], task_timeout=15.0)
+    result = _cli(["run", str(cfg), "--out", str(out), "-q"], cache)
+    return result, _run_dir(out)
+
+
+def test_failing_models_leave_the_others_as_a_clean_run_gives_them(setup, failing_run):
+    _, _, clean = setup
+    result, run_dir = failing_run
     assert result.returncode == 3, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
-    lines = [line for line in result.stderr.splitlines() if "faulty" in line]
-    assert len(lines) == 1, result.stderr
-    assert "faulty (seed 0, world realistic-seed1)" in lines[0] and MODES[mode] in lines[0]
-    run_dir = _run_dir(tmp_path)
     pd.testing.assert_frame_equal(_rows(run_dir, OTHERS), _rows(clean, OTHERS))
-    assert "faulty" not in set(pd.read_csv(run_dir / "scores.csv")["model"])
-    failures = pd.read_csv(run_dir / "failures.csv")
-    assert list(failures["model"]) == ["faulty"]
+    assert set(pd.read_csv(run_dir / "scores.csv")["model"]) == set(OTHERS)
     index = (run_dir / "index.md").read_text()
-    first = index.index("## ")
-    assert index[first:].startswith("## Failed tasks") and MODES[mode] in index
-    assert ("Traceback" in (run_dir / "failures.log").read_text()) == (mode != "hang")
+    assert index[index.index("## "):].startswith("## Failed tasks")
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_each_way_of_failing_is_one_line_and_a_row(failing_run, mode):
+    result, run_dir = failing_run
+    name = f"faulty_{mode}"
+    lines = [line for line in result.stderr.splitlines() if f"{name} (" in line]
+    assert len(lines) == 1, result.stderr
+    assert f"{name} (seed 0, world realistic-seed1)" in lines[0] and MODES[mode] in lines[0]
+    failures = pd.read_csv(run_dir / "failures.csv").set_index("model")
+    assert MODES[mode] in failures.loc[name, "reason"]
+    index = (run_dir / "index.md").read_text()
+    section = index[:index.index("## ", index.index("## Failed tasks") + 3)]
+    assert name in section and MODES[mode] in section
+    log = (run_dir / "failures.log").read_text()
+    entry = log[log.index(f"== {name} "):].split("\n== ")[0]
+    assert ("Traceback" in entry) == (mode != "hang")
 
 
 def test_a_model_with_a_failed_seed_is_not_ranked(setup, tmp_path):
@@ -147,7 +169,7 @@ def test_a_model_with_a_failed_seed_is_not_ranked(setup, tmp_path):
 @pytest.mark.parametrize("mode", ["raise", "hang"])
 def test_on_a_local_cluster_a_failing_model_is_a_row(setup, mode, tmp_path):
     folder, cache, clean = setup
-    cfg = _config(folder, [*OTHERS, "faulty"], mode, task_timeout=8.0)
+    cfg = _config(folder, [*OTHERS, "faulty"], mode, task_timeout=15.0)
     result = _cli(["run", str(cfg), "--out", str(tmp_path), "-q", "--workers", "2"], cache)
     assert result.returncode == 3, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
