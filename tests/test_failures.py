@@ -62,7 +62,7 @@ MODES = {
     "nan": "non-finite values in",
     "inf": "non-finite values in",
     "string": "predict_cells returned a str, expected a float array",
-    "hang": "ran past [compute] task_timeout (15 s)",
+    "hang": "ran past [compute] task_timeout (10 s)",
 }
 OTHERS = ["mascon", "lightgbm"]
 
@@ -115,7 +115,7 @@ def failing_run(setup, tmp_path_factory):
     ``task_timeout`` for the one that hangs)."""
     folder, cache, _ = setup
     out = tmp_path_factory.mktemp("failing")
-    cfg = _config(folder, [*OTHERS, *(f"faulty_{m}" for m in MODES)], task_timeout=15.0)
+    cfg = _config(folder, [*OTHERS, *(f"faulty_{m}" for m in MODES)], task_timeout=10.0)
     result = _cli(["run", str(cfg), "--out", str(out), "-q"], cache)
     return result, _run_dir(out)
 
@@ -166,14 +166,15 @@ def test_a_model_with_a_failed_seed_is_not_ranked(setup, tmp_path):
         assert "faulty" not in board.index and "lightgbm" in board.index
 
 
-@pytest.mark.parametrize("mode", ["raise", "hang"])
-def test_on_a_local_cluster_a_failing_model_is_a_row(setup, mode, tmp_path):
+def test_on_a_local_cluster_failing_models_are_rows(setup, tmp_path):
     folder, cache, clean = setup
-    cfg = _config(folder, [*OTHERS, "faulty"], mode, task_timeout=15.0)
+    cfg = _config(folder, [*OTHERS, "faulty_raise", "faulty_hang"], task_timeout=10.0)
     result = _cli(["run", str(cfg), "--out", str(tmp_path), "-q", "--workers", "2"], cache)
     assert result.returncode == 3, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
-    assert MODES[mode] in result.stderr
+    for mode in ("raise", "hang"):
+        assert f"faulty_{mode} (seed 0, world realistic-seed1)" in result.stderr
+        assert MODES[mode] in result.stderr
     pd.testing.assert_frame_equal(_rows(_run_dir(tmp_path), OTHERS), _rows(clean, OTHERS))
 
 

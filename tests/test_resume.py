@@ -34,7 +34,7 @@ PLUGIN = textwrap.dedent('''
         """A regression whose fit takes ``delay`` seconds more: something to kill."""
 
         stochastic: ClassVar[bool] = True
-        defaults: ClassVar[dict] = {**MasconRegression.defaults, "delay": 2.5}
+        defaults: ClassVar[dict] = {**MasconRegression.defaults, "delay": 1.5}
 
         def fit(self, grids, months):
             time.sleep(self.params["delay"])

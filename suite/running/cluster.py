@@ -250,6 +250,25 @@ def _environ_kept() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _quiet_close() -> Iterator[Callable[[], None]]:
+    """A switch that silences dask's loggers while the client and cluster close (comms
+    closing in turn log errors with tracebacks that mean nothing to a run), restored after:
+    a run's terminal shows its own lines, failures included, and no tracebacks."""
+    names = ("distributed", "tornado", "asyncio")
+    before = {name: logging.getLogger(name).level for name in names}
+
+    def quiet() -> None:
+        for name in names:
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+    try:
+        yield quiet
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
 def executor(config: Config, stage: Stage) -> Iterator[InProcess | OnCluster]:
     """The executor ``config.compute`` asks for (closed, with its cluster, on exit)."""
     compute = config.compute
@@ -264,15 +283,22 @@ def executor(config: Config, stage: Stage) -> Iterator[InProcess | OnCluster]:
         except (OSError, TimeoutError, ValueError) as err:
             raise ConfigError(f"[compute] scheduler: expected a reachable dask scheduler, "
                               f"found none at {compute.scheduler!r} ({err})") from err
-        with client:
+        with _quiet_close() as quiet, client:
             stage(f"connected to the dask scheduler {compute.scheduler}")
-            yield OnCluster(client, compute.threads_per_task or -1)
+            try:
+                yield OnCluster(client, compute.threads_per_task or -1)
+            finally:
+                quiet()
         return
     n = compute.workers
     threads = compute.threads_per_task or max(1, cpus() // n)
     with _environ_kept():  # the workers get distributed's environment, this process not
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
-    with _environ_kept(), cluster, Client(cluster) as client:  # a worker restarted sets it too
+                               dashboard_address=None, silence_logs=logging.CRITICAL)
+    # a worker restarted sets the environment too
+    with _quiet_close() as quiet, _environ_kept(), cluster, Client(cluster) as client:
         stage(f"started a LocalCluster of {n} workers, {threads} thread(s) per task")
-        yield OnCluster(client, threads)
+        try:
+            yield OnCluster(client, threads)
+        finally:
+            quiet()
