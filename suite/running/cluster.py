@@ -69,10 +69,11 @@ def _record(job: Job, results: list[FitResult]) -> Record:
     return Record(job.key, job.world.label, [s.tag for s in job.group], results)
 
 
-def _timed_out(job: Job, timeout: float) -> list[FitResult]:
-    return failed(job.group, job.world.label, "fit or predict",
-                  f"{job.label}: ran past [compute] task_timeout ({timeout:g} s), stopped",
-                  kind="timeout")
+def _timed_out(group: Sequence[ModelRun], world: str, timeout: float) -> list[FitResult]:
+    first = group[0]
+    return failed(group, world, "fit or predict",
+                  f"{first.base} (seed {first.seed}, world {world}): ran past [compute] "
+                  f"task_timeout ({timeout:g} s), stopped", kind="timeout")
 
 
 class Tasks:
@@ -143,7 +144,7 @@ class InProcess:
         if child.is_alive():
             child.kill()
             child.join()
-            return _record(job, _timed_out(job, timeout))
+            return _record(job, _timed_out(job.group, job.world.label, timeout))
         if path.exists():
             return records.load(job.key)
         return _record(job, failed(job.group, job.world.label, "fit or predict",
@@ -166,10 +167,7 @@ def _with_timeout(group: list[ModelRun], world: World, config: Config, rid: str,
     try:
         return future.result(timeout=timeout)
     except concurrent.futures.TimeoutError:
-        first = group[0]
-        results = failed(group, world.label, "fit or predict",
-                         f"{first.base} (seed {first.seed}, world {world.label}): ran past "
-                         f"[compute] task_timeout ({timeout:g} s), stopped", kind="timeout")
+        results = _timed_out(group, world.label, timeout)
         from distributed import get_worker
 
         results[0].timing["restart_worker"] = get_worker().address

@@ -111,6 +111,8 @@ class Records:
         self.folder = work / FOLDER
         self.out_root = out_root
         self.search = search
+        #: (world, tag) of every failed result saved here (a record taken is never failed)
+        self.failed: set[tuple[str, str]] = set()
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
@@ -118,6 +120,8 @@ class Records:
 
     def save(self, record: Record) -> None:
         save(self.path(record.key), record)
+        self.failed |= {(record.world, tag) for tag, r in zip(record.tags, record.results,
+                                                                strict=True) if r.failure}
 
     def load(self, key: str) -> Record:
         with open(self.path(key), "rb") as f:

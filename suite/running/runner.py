@@ -448,9 +448,8 @@ def execute(config: Config, folder: RunFolder, *, benchmark_json: list[Path] | N
             tasks = Tasks(records, stage, progress, len(todo), fail_fast)
             ex.run(todo, config, rid, started, tasks)
             for k in batch:
-                failed = {tag for job in jobs[k] for tag, r in zip(
-                    [s.tag for s in job.group], records.load(job.key).results, strict=True)
-                    if r.failure is not None}
+                label = loaded_worlds[k].label
+                failed = {tag for world, tag in records.failed if world == label}
                 tables.add(k, _assemble(runs, loaded_worlds[k],
                                         _in_plan_order(runs, jobs[k], records), failed, rid,
                                         work if k == 0 else None, stage))
