@@ -26,22 +26,28 @@ log = logging.getLogger("twsbench")
 
 
 def _world(args: argparse.Namespace, console: Console) -> int:
+    from twsbench.core.config import AXES, Twin, validate_twin
     from twsbench.core.domains import get_domain
     from twsbench.core.progress import bars
     from twsbench.scoring.realism import measure
     from twsbench.twin import make_world
 
     domain = get_domain(args.domain, tuple(args.bbox) if args.bbox else None)
+    values = {k: getattr(args, k) for k in AXES if getattr(args, k) is not None}
+    twin = Twin(seed=args.seed, realism=(args.realism,), **{k: (v,) for k, v in values.items()})
+    validate_twin(twin)
+    axes = twin.primary.axes
     t0 = time.perf_counter()
     with bars(console, enabled=not args.quiet) as (stage, progress):
         world, files, timings = make_world(domain, args.seed, args.out, stage, progress,
-                                           realism=args.realism)
+                                           realism=args.realism, axes=axes)
         stage("calibration statistics from the written files")
         t1 = time.perf_counter()
         cal = measure(files.grace, files.wghm, files.era5, files.truth)
         timings["calibration"] = time.perf_counter() - t1
     total = time.perf_counter() - t0
-    table = Table(title=f"twin world: {domain.describe()}, {args.realism}, seed {args.seed}",
+    where = args.realism + (f", {axes.describe()}" if axes.any else "")
+    table = Table(title=f"twin world: {domain.describe()}, {where}, seed {args.seed}",
                   show_header=False)
     table.add_row("extent", f"lat {world.lat[0] - 0.25:g}..{world.lat[-1] + 0.25:g}, "
                   f"lon {world.lon[0] - 0.25:g}..{world.lon[-1] + 0.25:g} "
@@ -56,7 +62,21 @@ def _world(args: argparse.Namespace, console: Console) -> int:
         f"{k} {v:.1f} s" for k, v in timings.items()) + ")")
     console.print(table)
     console.print(_calibration_table(cal, f"calibration ({args.realism})"))
+    if axes.any:
+        console.print(_axes_table(cal, axes))
     return 0
+
+
+def _axes_table(cal, axes) -> Table:
+    from twsbench.scoring.realism import axis_rows
+
+    table = Table(title="the world's axes: target and measured from the written files")
+    for name in ("axis", "target", "measured", "how"):
+        table.add_column(name, justify="right" if name in ("target", "measured") else "left",
+                         overflow="fold")
+    for row in axis_rows(cal, axes):
+        table.add_row(*row)
+    return table
 
 
 def _calibration_table(cal, title: str) -> Table:
@@ -274,6 +294,17 @@ def build_parser() -> argparse.ArgumentParser:
     world.add_argument("--realism", choices=("optimistic", "realistic", "pessimistic"),
                        default="realistic", help="how strongly the inputs relate to the truth "
                        "(default realistic)")
+    for flag, text in (
+            ("--submascon-skill", "correlation of WaterGAP's sub-mascon departures with the "
+             "truth's (median over cells), 0-0.95"),
+            ("--submascon-share", "the truth's share of variance below the mascon scale, "
+             "0.01-0.6"),
+            ("--human-ratio", "how much of the truth's depletion and reservoir trends WaterGAP "
+             "carries, 0-3"),
+            ("--submascon-structure", "share of the truth's sub-mascon variance in its "
+             "seasonal cycle, 0-1")):
+        world.add_argument(flag, type=float, metavar="X", dest=flag[2:].replace("-", "_"),
+                           help=text + " (default: the realism level's own)")
     world.add_argument("--out", required=True, help="directory for the five files")
     world.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     world.set_defaults(func=_world)

@@ -21,6 +21,7 @@ import pytest
 
 from tests import tiny
 from twsbench.core import codehash
+from twsbench.core.config import TwinWorld
 from twsbench.prepare.files import resolve_inputs, twin_key
 from twsbench.prepare.store import cache_key
 from twsbench.running.catalog import make
@@ -76,7 +77,7 @@ def keys(copy, monkeypatch, tiny_config, tiny_grids):
     train = tiny_grids.split_months("train")
 
     def compute() -> dict[str, str]:
-        return {"twin": twin_key(domain, 1, "realistic"),
+        return {"twin": twin_key(domain, TwinWorld(1, "realistic")),
                 "grids": cache_key(files, tiny_config),
                 "cnn": cnn._checkpoints(tiny_grids, train).name,
                 "run": run_id(tiny_config, runs)}

@@ -38,16 +38,60 @@ class Inputs:
 REALISM = ("optimistic", "realistic", "pessimistic")
 
 
-@dataclass(frozen=True)
-class TwinWorld:
-    """One twin world: its seed and realism level."""
+#: The twin's axes: what no source pins down, each set explicitly (``None``: the realism
+#: level's own construction). See :class:`Axes`.
+AXES = ("submascon_skill", "submascon_share", "human_ratio", "submascon_structure")
+#: Short names of the axes in world labels.
+AXIS_TAGS = {"submascon_skill": "skill", "submascon_share": "share", "human_ratio": "human",
+             "submascon_structure": "seasonal"}
+#: Allowed values of each axis (inclusive bounds).
+AXIS_RANGES = {"submascon_skill": (0.0, 0.95), "submascon_share": (0.01, 0.6),
+               "human_ratio": (0.0, 3.0), "submascon_structure": (0.0, 1.0)}
 
-    seed: int
-    realism: str
+
+@dataclass(frozen=True)
+class Axes:
+    """Where a twin world sits on what no source pins down.
+
+    ``submascon_skill``: the correlation of WaterGAP's sub-mascon departures with the truth's
+    (median over cells of the correlation over months); ERA5's is a set share of it.
+    ``submascon_share``: the truth's share of variance below the mascon scale.
+    ``human_ratio``: how much of the truth's depletion and reservoir trends WaterGAP carries.
+    ``submascon_structure``: the share of the truth's sub-mascon variance in its seasonal cycle
+    (the rest is variability of its own). ``None`` keeps the realism level's construction.
+    """
+
+    submascon_skill: float | None = None
+    submascon_share: float | None = None
+    human_ratio: float | None = None
+    submascon_structure: float | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(getattr(self, k) is not None for k in AXES)
 
     @property
     def label(self) -> str:
-        return f"{self.realism}-seed{self.seed}"
+        """``-skill0.5-human1`` for the axes that are set; empty for none."""
+        return "".join(f"-{AXIS_TAGS[k]}{getattr(self, k):g}" for k in AXES
+                       if getattr(self, k) is not None)
+
+    def describe(self) -> str:
+        return ", ".join(f"{k} {getattr(self, k):g}" for k in AXES
+                         if getattr(self, k) is not None)
+
+
+@dataclass(frozen=True)
+class TwinWorld:
+    """One twin world: its seed, realism level and axes."""
+
+    seed: int
+    realism: str
+    axes: Axes = Axes()
+
+    @property
+    def label(self) -> str:
+        return f"{self.realism}{self.axes.label}-seed{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -62,11 +106,24 @@ class Twin:
     seed: int = 0
     seeds: tuple[int, ...] = ()
     realism: tuple[str, ...] = ("realistic",)
+    submascon_skill: tuple[float, ...] = ()
+    submascon_share: tuple[float, ...] = ()
+    human_ratio: tuple[float, ...] = ()
+    submascon_structure: tuple[float, ...] = ()
+
+    @property
+    def axes(self) -> list[Axes]:
+        """Every combination of the axes' values (the first axis varying slowest)."""
+        import itertools
+
+        values = [getattr(self, k) or (None,) for k in AXES]
+        return [Axes(**dict(zip(AXES, combo, strict=True)))
+                for combo in itertools.product(*values)]
 
     @property
     def worlds(self) -> list[TwinWorld]:
         seeds = self.seeds or (self.seed,)
-        return [TwinWorld(s, r) for r in self.realism for s in seeds]
+        return [TwinWorld(s, r, a) for r in self.realism for a in self.axes for s in seeds]
 
     @property
     def primary(self) -> TwinWorld:
@@ -207,7 +264,9 @@ class Config:
 
     def for_world(self, world: TwinWorld) -> Config:
         """This config with ``world`` as its one twin world."""
-        return replace(self, twin=Twin(seed=world.seed, realism=(world.realism,)))
+        one = {k: (getattr(world.axes, k),) if getattr(world.axes, k) is not None else ()
+               for k in AXES}
+        return replace(self, twin=Twin(seed=world.seed, realism=(world.realism,), **one))
 
     def grids_key(self) -> dict[str, Any]:
         """The parts of the config that decide the prepared grids (of the primary world)."""
@@ -254,14 +313,18 @@ def _build(cls, table: dict[str, Any], where: str):
             element = kind[len("tuple["):].split(",")[0].strip()
             if isinstance(value, str) and element == "str":
                 value = [value]
+            if element == "float" and isinstance(value, int | float) and not isinstance(
+                    value, bool):
+                value = [value]
             if not isinstance(value, list):
-                raise ConfigError(f"[{where}] {name}: expected a list, found {value!r}")
+                what = "a number or a list of numbers" if element == "float" else "a list"
+                raise ConfigError(f"[{where}] {name}: expected {what}, found {value!r}")
             allowed = _ELEMENT.get(element, (object,))
             bad = [v for v in value if not isinstance(v, allowed) or isinstance(v, bool)]
             if bad:
                 raise ConfigError(f"[{where}] {name}: expected a list of {_WORDS[element]}, "
                                   f"found {bad[0]!r}")
-            value = tuple(value)
+            value = tuple(float(v) for v in value) if element == "float" else tuple(value)
         elif kind == "int":
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"[{where}] {name}: expected an integer, found {value!r}")
@@ -416,7 +479,7 @@ def validate(config: Config) -> None:
     if inputs.is_twin and (inputs.wghm or inputs.era5 or inputs.truth):
         raise ConfigError("[inputs]: expected grace with wghm and era5 (or no [inputs] for the "
                           "twin world), found no grace")
-    _validate_twin(config.twin)
+    validate_twin(config.twin)
     bbox = config.domain.bbox
     if bbox is not None and len(bbox) != 4:
         raise ConfigError(f"[domain] bbox: expected [south, north, west, east], found "
@@ -461,7 +524,7 @@ def validate(config: Config) -> None:
                           f"({config.compute.scheduler!r} and {config.compute.workers})")
 
 
-def _validate_twin(twin: Twin) -> None:
+def validate_twin(twin: Twin) -> None:
     if not twin.realism:
         raise ConfigError(f"[twin] realism: expected one of {', '.join(REALISM)} or a list of "
                           "them, found none")
@@ -477,6 +540,18 @@ def _validate_twin(twin: Twin) -> None:
                           f"{[s for s in seeds if s < 0][0]!r}")
     if len(set(seeds)) != len(seeds):
         raise ConfigError("[twin] seeds: expected each seed once, found repeats")
+    for key in AXES:
+        values = getattr(twin, key)
+        lo, hi = AXIS_RANGES[key]
+        bad = [v for v in values if not lo <= v <= hi]
+        if bad:
+            raise ConfigError(f"[twin] {key}: expected numbers in [{lo:g}, {hi:g}], found "
+                              f"{bad[0]:g}")
+        if len(set(values)) != len(values):
+            raise ConfigError(f"[twin] {key}: expected each value once, found repeats")
+        if values and "optimistic" in twin.realism:
+            raise ConfigError(f"[twin] {key}: expected realism realistic or pessimistic (the "
+                              "optimistic level has no axes), found optimistic")
 
 
 def _validate_models(models: Models) -> None:

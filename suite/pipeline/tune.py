@@ -97,7 +97,7 @@ def tuning_world(config: Config, world_seed: int | None = None,
         if seed in scored:
             raise ConfigError(f"--world-seed: expected a twin seed other than the scored "
                               f"worlds' ({', '.join(map(str, scored))}), found {seed}")
-        world = TwinWorld(seed, config.twin.primary.realism)
+        world = TwinWorld(seed, config.twin.primary.realism, config.twin.primary.axes)
         config = config.for_world(world)
         label = world.label
     else:

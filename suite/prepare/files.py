@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twsbench.core import cache, codehash
-from twsbench.core.config import Config
+from twsbench.core.config import Config, TwinWorld
 from twsbench.core.domains import Domain
 from twsbench.core.errors import InputError
 
@@ -45,28 +45,28 @@ def file_hash(path: Path) -> str:
     return value
 
 
-def twin_key(domain: Domain, seed: int, realism: str) -> str:
-    """The twin world's cache entry: its domain, level and seed, and the code that writes it
-    (the modules :mod:`twsbench.twin` imports)."""
-    return f"{domain.name}-{realism}-seed{seed}-{codehash.digest(codehash.TWIN)}"
+def twin_key(domain: Domain, world: TwinWorld) -> str:
+    """The twin world's cache entry: its domain, level, axes and seed, and the code that
+    writes it (the modules :mod:`twsbench.twin` imports)."""
+    return f"{domain.name}-{world.label}-{codehash.digest(codehash.TWIN)}"
 
 
-def twin_inputs(domain: Domain, seed: int, realism: str = "realistic",
-                stage: Stage | None = None) -> InputFiles:
-    """The twin world's files for ``domain``, ``seed`` and ``realism``, generated once into
-    the cache."""
+def twin_inputs(domain: Domain, world: TwinWorld, stage: Stage | None = None) -> InputFiles:
+    """The twin world's files for ``domain`` and ``world``, generated once into the cache."""
     from twsbench.twin import WorldFiles, make_world
 
-    name = twin_key(domain, seed, realism)
+    seed, realism = world.seed, world.realism
+    name = twin_key(domain, world)
     target = cache.cache_dir() / "twin" / name
     files = WorldFiles.in_dir(target)
     if not all(p.exists() for p in files.all()):
         if stage:
-            stage(f"generating the twin world ({domain.describe()}, {realism}, seed {seed})")
+            stage(f"generating the twin world ({domain.describe()}, {realism}"
+                  + (f", {world.axes.describe()}" if world.axes.any else "") + f", seed {seed})")
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.temp_dir(target)
         try:
-            make_world(domain, seed, tmp, realism=realism)
+            make_world(domain, seed, tmp, realism=realism, axes=world.axes)
             if target.exists():  # another process finished first
                 shutil.rmtree(tmp)
             else:
@@ -104,8 +104,7 @@ def check_inputs(config: Config) -> None:
 def resolve_inputs(config: Config, stage: Stage | None = None) -> InputFiles:
     """Input files of a config: its ``[inputs]`` or the (cached) twin world."""
     if config.inputs.is_twin:
-        world = config.twin.primary
-        return twin_inputs(config.domain.resolve(), world.seed, world.realism, stage)
+        return twin_inputs(config.domain.resolve(), config.twin.primary, stage)
     check_inputs(config)
     i = config.inputs
     # not the twin: validated in twsbench.core.config

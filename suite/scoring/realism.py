@@ -20,6 +20,7 @@ import pandas as pd
 
 from twsbench.core import landmask
 from twsbench.core import months as mo
+from twsbench.core.config import Axes
 from twsbench.core.mascons import Mascons, mascons_on_grid
 from twsbench.inputs import read_era5, read_grace, read_truth, read_wghm
 from twsbench.scoring import metrics
@@ -200,6 +201,10 @@ def _twin_only(mascons: Mascons, flat: np.ndarray, lat: np.ndarray, lon: np.ndar
     ds_err = lambda x: np.sqrt(((np.diff(x, axis=0) - np.diff(t_m, axis=0))[step] ** 2  # noqa: E731
                                 ).mean(axis=0))
     w_m = mascons.mean(w_cells.T).T
+    years = months.astype("datetime64[M]")
+    d_wghm = mascons.deviation(w_cells.T).T
+    slope, hot_r, n_hot = _hotspot_slope(metrics.trend_per_unit(d_wghm, years),
+                                         metrics.trend_per_unit(d_truth, years))
     return {
         "wghm_ds_error": float(np.median(ds_err(w_m))),
         "grace_ds_error": float(np.median(ds_err(g_m))),
@@ -207,12 +212,73 @@ def _twin_only(mascons: Mascons, flat: np.ndarray, lat: np.ndarray, lon: np.ndar
         "era5_submascon_r": wm(_submascon_r(era5, truth, mascons)),
         "truth_submascon_share": float((cell_area * d_truth.var(axis=0)).sum()
                                        / (cell_area * truth.var(axis=0)).sum()),
+        "truth_submascon_seasonal": _seasonal_share(d_truth, months, cell_area),
+        "wghm_hotspot_slope": slope,
+        "wghm_hotspot_r": hot_r,
+        "hotspot_cells": float(n_hot),
         "grace_error_over_sigma": float(np.median(
             np.sqrt((err**2).mean(axis=0)) / np.sqrt((sig**2).mean(axis=0)))),
         "grace_error_lag1": float(np.median(_lag1(err - err.mean(axis=0), months))),
         "wghm_cell_nse": wm(metrics.nse_per_unit(w_cells, truth)),
         "mascon_cell_nse": wm(metrics.nse_per_unit(mascons.spread(g_m.T).T, truth)),
     }
+
+
+#: Hotspot cells: the truth's sub-mascon trend beyond this (mm/yr), as the leaderboard's
+#: default ``[ranking] hotspot_trend``.
+HOTSPOT_TREND = 5.0
+
+
+def _hotspot_slope(model_trend: np.ndarray, truth_trend: np.ndarray
+                   ) -> tuple[float, float, int]:
+    """Least-squares slope of the model's sub-mascon trend on the truth's, and their
+    correlation, over the cells whose truth trend departs beyond :data:`HOTSPOT_TREND`."""
+    hot = np.abs(truth_trend) > HOTSPOT_TREND
+    if hot.sum() < 3:
+        return float("nan"), float("nan"), int(hot.sum())
+    x, y = truth_trend[hot], model_trend[hot]
+    slope = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
+    return slope, float(np.corrcoef(x, y)[0, 1]), int(hot.sum())
+
+
+def _seasonal_share(departures: np.ndarray, months: np.ndarray, weights: np.ndarray) -> float:
+    """Share of the departures' variance (area-weighted over cells) in their mean seasonal
+    cycle, each cell's linear trend removed first (the depletion and glacier trends would
+    otherwise dominate it). The monthly climatology of ``n`` years also holds ``1/n`` of the
+    non-seasonal variance; that part is taken out."""
+    moy = months.astype("datetime64[M]").astype(int) % 12
+    t = months.astype("datetime64[M]").astype(float)
+    t = t - t.mean()
+    x = departures - departures.mean(axis=0)
+    x = x - np.outer(t, (t @ x) / (t @ t))
+    clim = np.stack([x[moy == k].mean(axis=0) for k in range(12)])
+    counts = np.bincount(moy, minlength=12)
+    v_clim = (weights * clim[moy].var(axis=0)).sum()
+    v_total = (weights * x.var(axis=0)).sum()
+    per_year = 1.0 / np.mean(counts)  # expected climatology variance of white noise, per unit
+    return float(np.clip((v_clim - per_year * v_total) / ((1.0 - per_year) * v_total), 0, 1))
+
+
+#: The statistic that measures each twin axis from the written files, and how.
+AXIS_MEASURES = {
+    "submascon_skill": ("wghm_submascon_r", "WaterGAP sub-mascon r with the truth, cell median"),
+    "submascon_share": ("truth_submascon_share", "truth's variance below the mascon scale"),
+    "human_ratio": ("wghm_hotspot_slope", "slope of WaterGAP's sub-mascon trend on the truth's "
+                    "at hotspot cells (displaced footprints and glaciers lower it)"),
+    "submascon_structure": ("truth_submascon_seasonal", "share of the truth's sub-mascon "
+                            "variance in its monthly climatology"),
+}
+
+
+def axis_rows(cal: Calibration, axes: Axes) -> list[list[str]]:
+    """One row per axis set in ``axes``: its name, target, measured value and how it is
+    measured."""
+    out = []
+    for key, (stat, how) in AXIS_MEASURES.items():
+        target = getattr(axes, key)
+        if target is not None:
+            out.append([key, f"{target:g}", f"{cal.twin.get(stat, float('nan')):.3f}", how])
+    return out
 
 
 #: Labels of the twin-only statistics.
@@ -222,6 +288,10 @@ TWIN_LABELS = {
     "wghm_submascon_r": "WaterGAP sub-mascon r with the truth (cell median)",
     "era5_submascon_r": "ERA5 storage sub-mascon r with the truth (cell median)",
     "truth_submascon_share": "truth's variance below mascon scale (share)",
+    "truth_submascon_seasonal": "share of it in the truth's seasonal cycle",
+    "wghm_hotspot_slope": "WaterGAP sub-mascon trend on the truth's at hotspots (slope)",
+    "wghm_hotspot_r": "WaterGAP sub-mascon trend with the truth's at hotspots (r)",
+    "hotspot_cells": "hotspot cells (truth sub-mascon trend beyond 5 mm/yr)",
     "grace_error_over_sigma": "GRACE actual error / stated σ (mascon median)",
     "grace_error_lag1": "GRACE error lag-1 autocorrelation (mascon median)",
     "wghm_cell_nse": "raw WaterGAP anomaly, cell NSE vs truth (median)",

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from twsbench.core.config import Axes
 from twsbench.core.domains import Domain
 from twsbench.twin import writers
 from twsbench.twin.world import World, build_world
@@ -37,8 +38,10 @@ class WorldFiles:
 def make_world(domain: Domain, seed: int, out: str | Path,
                stage: Callable[[str], None] | None = None,
                progress: writers.Progress | None = None, *,
-               realism: str = "realistic") -> tuple[World, WorldFiles, dict]:
-    """Build the twin world at a realism level and write its files into ``out``.
+               realism: str = "realistic", axes: Axes | None = None
+               ) -> tuple[World, WorldFiles, dict]:
+    """Build the twin world at a realism level (and ``axes``) and write its files into
+    ``out``.
 
     Returns
     -------
@@ -49,7 +52,7 @@ def make_world(domain: Domain, seed: int, out: str | Path,
     files = WorldFiles.in_dir(out)
     timings = {}
     t0 = time.perf_counter()
-    world = build_world(domain, seed, progress=stage, realism=realism)
+    world = build_world(domain, seed, progress=stage, realism=realism, axes=axes)
     timings["build"] = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
     for label, write in (

@@ -16,9 +16,40 @@ from twsbench.core import geometry as grid
 from twsbench.core import landmask
 from twsbench.inputs.era5 import LAYER_M
 from twsbench.twin import fields as fx
-from twsbench.twin.world import MONTHS, World, index_at, interannual, pluri, seasonal
+from twsbench.twin.world import (
+    MONTHS,
+    World,
+    add_reservoirs,
+    decimal_years,
+    index_at,
+    interannual,
+    natural,
+    pluri,
+    seasonal,
+)
 
 ERA5_RES = 0.25
+#: ERA5 storage's sub-mascon skill as a share of WaterGAP's: it holds soil, snow and canopy
+#: water only (no groundwater or surface water). Chosen to match the ratio at the realism
+#: levels' own construction (0.25 / 0.33 at the realistic level).
+ERA5_SKILL_SHARE = 0.75
+#: Spread of the per-cell sub-mascon skill around its target (sd in Fisher z) and of the
+#: model's sub-mascon amplitude around the truth's (sd of its log); chosen.
+SKILL_SPREAD = 0.3
+AMP_SPREAD = 0.3
+#: WaterGAP's human water use: the spread of its per-hotspot factors around ``human_ratio``
+#: (sd of the log: 95 % of them within 0.41-2.4 × the ratio, as the published model/GRACE
+#: depletion ratios spread from well below 1 to about 2.4), the displacement of a footprint
+#: (sd, × its radius) and the sd of the log of its radius; pumping in WaterGAP starts in
+#: PUMPING_START.
+HUMAN_SPREAD = 0.45
+HUMAN_SHIFT = 0.35
+HUMAN_RESHAPE = 0.25
+PUMPING_START = 1980.0
+#: WaterGAP's reservoirs: sd of the error of its commissioning year (years) and of the log
+#: of its storage.
+RESERVOIR_YEAR_SD = 1.0
+RESERVOIR_SPREAD = 0.3
 
 
 def _month_rng(world: World, source: str, month: np.datetime64) -> np.random.Generator:
@@ -67,6 +98,157 @@ def model_storage(world: World, source: str, months: np.ndarray) -> np.ndarray:
     return out
 
 
+def _skill_fit(world: World, source: str) -> dict[str, np.ndarray]:
+    """The per-cell terms of :func:`with_skill`, computed once over the GRACE months.
+
+    The level ``t`` around which the cells' correlations with the truth's natural departures
+    are drawn is found by bisection so that the median over cells (area-weighted) of the
+    correlation with the truth's whole departures (trends included), after what the model
+    adds afterwards (WaterGAP's human use, ERA5's monthly noise), is the target: the value
+    the calibration report measures from the written files."""
+    key = f"_{source}_skill"
+    if key in world.latent:
+        return world.latent[key]  # type: ignore[return-value]
+    assert world.axes.submascon_skill is not None
+    target = world.axes.submascon_skill * (1.0 if source == "wghm" else ERA5_SKILL_SHARE)
+    sub = world.submascon
+    months = world.grace_months
+    center = lambda a: a - a.mean(axis=0)  # noqa: E731
+    d_own = sub.deviation(sub.cells(_own_at(world, source, months))).astype(np.float64)
+    d_true = sub.deviation(sub.cells(natural(world.latent, months, _variability(world, months),
+                                             sub))).astype(np.float64)
+    own_mean, true_mean = d_own.mean(axis=0), d_true.mean(axis=0)
+    d_own -= own_mean
+    d_true -= true_mean
+    sd_true = np.maximum(d_true.std(axis=0), 1e-6)
+    beta = (d_own * d_true).mean(axis=0) / sd_true**2
+    rest = d_own - beta * d_true
+    sd_rest = np.maximum(rest.std(axis=0), 1e-6)
+    rng = np.random.default_rng([world.seed, {"wghm": 1, "era5": 2}[source], 5150])
+    shape = world.land.shape
+    z = sub.cells(fx.smooth_field(rng, shape, 8.0, wrap_lon=world.is_global)[None])[0]
+    amp = np.exp(AMP_SPREAD * sub.cells(
+        fx.smooth_field(rng, shape, 6.0, wrap_lon=world.is_global)[None])[0])
+    # what the measured correlation sees: the truth's whole departures, and what the model
+    # adds after its departures are rebuilt
+    pos = np.searchsorted(MONTHS, months)
+    whole = center(sub.deviation(sub.cells(np.nan_to_num(world.truth[pos]))).astype(np.float64))
+    if source == "wghm":
+        added = (sub.cells(human_use(world, months)) if world.axes.human_ratio is not None
+                 else np.zeros_like(d_own))
+    else:  # ERA5's monthly noise, relative to the storage share it is added to
+        added = 8.0 * sub.cells(_monthly_noise(world, "era5", months, 1.5)) / sub.cells(
+            world.latent["era5_share"][None])
+    added = center(sub.deviation(added).astype(np.float64))
+    unit_true, unit_rest = d_true / sd_true, rest / sd_rest
+    weights = sub.mascons.weights
+
+    def weights_at(level: float) -> tuple[np.ndarray, np.ndarray]:
+        rho = np.tanh(np.arctanh(level) + SKILL_SPREAD * z)
+        return amp * rho * sd_true, amp * np.sqrt(1.0 - rho**2) * sd_true
+
+    def median_r(level: float) -> float:
+        a, b = weights_at(level)
+        model = sub.deviation(a * unit_true + b * unit_rest) + added
+        r = (model * whole).sum(axis=0) / np.sqrt((model**2).sum(axis=0)
+                                                   * (whole**2).sum(axis=0) + 1e-300)
+        return _weighted_median(r, weights)
+
+    lo, hi = 0.0, 0.995
+    for _ in range(20):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if median_r(mid) < target else (lo, mid)
+    a, b = weights_at(0.5 * (lo + hi))
+    fit = {"own_mean": own_mean, "true_mean": true_mean, "beta": beta,
+           "true_weight": a / sd_true, "rest_weight": b / sd_rest}
+    world.latent[key] = fit  # type: ignore[assignment]
+    return fit
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    ok = np.isfinite(values)
+    order = np.argsort(values[ok])
+    cum = np.cumsum(weights[ok][order])
+    return float(values[ok][order][np.searchsorted(cum, 0.5 * cum[-1])])
+
+
+def with_skill(world: World, source: str, own: np.ndarray, months: np.ndarray) -> np.ndarray:
+    """A model's storage ``own`` at ``months`` with its sub-mascon departures rebuilt to
+    correlate with the truth's natural ones at the world's ``submascon_skill`` (ERA5 at
+    :data:`ERA5_SKILL_SHARE` of it).
+
+    Per land cell, the model's departure is split into its part along the truth's departure
+    and the rest; the new departure is ``ρ`` of the truth's standardised departure and
+    ``√(1−ρ²)`` of the standardised rest, times the truth's departure sd and a factor of the
+    model's own. ``ρ`` varies between cells around the target (:data:`SKILL_SPREAD`); the
+    mascon means are the model's own. Without the axis, ``own`` is returned as it is."""
+    if world.axes.submascon_skill is None:
+        return own
+    fit = _skill_fit(world, source)
+    sub = world.submascon
+    cells = sub.cells(own)
+    d_own = sub.deviation(cells) - fit["own_mean"]
+    d_true = sub.deviation(sub.cells(natural(world.latent, months, _variability(world, months),
+                                             sub))) - fit["true_mean"]
+    new = (fit["true_weight"] * d_true
+           + fit["rest_weight"] * (d_own - fit["beta"] * d_true))
+    out = own.copy()
+    rebuilt = cells - sub.deviation(cells) + fit["own_mean"] + sub.deviation(new)
+    out.reshape(out.shape[0], -1)[:, sub.flat] = rebuilt
+    return out
+
+
+def _own_at(world: World, source: str, months: np.ndarray) -> np.ndarray:
+    """A model's storage before its sub-mascon skill is set (WaterGAP with its noise)."""
+    own = model_storage(world, source, months)
+    if source == "wghm":
+        own += 10.0 * _monthly_noise(world, "wghm", months, 2.0)
+    return own
+
+
+def _human(world: World) -> tuple[np.ndarray, np.ndarray]:
+    """WaterGAP's view of the truth's human water use: each depletion hotspot's rate × a
+    factor drawn around ``human_ratio``, its footprint displaced and resized; each reservoir
+    with its own commissioning year, filling time and storage."""
+    key = "_wghm_human"
+    if key in world.latent:
+        return world.latent[key]  # type: ignore[return-value]
+    ratio = world.axes.human_ratio
+    assert ratio is not None
+    rng = np.random.default_rng([world.seed, 1, 1980])
+    lat2, lon2 = np.meshgrid(world.lat, world.lon, indexing="ij")
+    rate = np.zeros(world.land.shape, np.float32)
+    sites = world.latent["sites"]
+    # per-hotspot factors, scaled so that their mean weighted by depletion volume (rate ×
+    # area) is the ratio itself: the spread is between hotspots, the total is the axis
+    factors = np.exp(HUMAN_SPREAD * rng.standard_normal(len(sites)))
+    volume = np.abs(sites[:, 3]) * sites[:, 2] ** 2
+    factors *= ratio * volume.sum() / max(float((volume * factors).sum()), 1e-12)
+    for (lat0, lon0, radius, site_rate), factor in zip(sites, factors, strict=True):
+        dlat, dlon = HUMAN_SHIFT * radius * rng.standard_normal(2)
+        size = radius * np.exp(HUMAN_RESHAPE * rng.standard_normal())
+        rate += np.float32(factor * site_rate) * fx.gaussian_blob(
+            lat2, lon2, lat0 + dlat, lon0 + dlon / max(np.cos(np.deg2rad(lat0)), 0.2), size)
+    res = world.latent["reservoirs"].copy()
+    n = len(res)
+    res[:, 2] = np.floor(res[:, 2] + RESERVOIR_YEAR_SD * rng.standard_normal(n))
+    res[:, 3] *= rng.uniform(0.5, 1.5, n)
+    res[:, 4] *= ratio * np.exp(RESERVOIR_SPREAD * rng.standard_normal(n)
+                                - 0.5 * RESERVOIR_SPREAD**2)
+    world.latent[key] = (rate, res)  # type: ignore[assignment]
+    return rate, res
+
+
+def human_use(world: World, months: np.ndarray) -> np.ndarray:
+    """WaterGAP's storage change from human water use (mm) at ``months``: groundwater
+    depletion from :data:`PUMPING_START`, reservoirs filling from their commissioning year."""
+    rate, reservoirs = _human(world)
+    years = decimal_years(months).astype(np.float32)
+    out = rate[None] * np.maximum(years - PUMPING_START, 0.0)[:, None, None]
+    add_reservoirs(out, years, reservoirs)
+    return out
+
+
 def wghm_land(world: World) -> np.ndarray:
     """WaterGAP's land: the mascon file's land less Antarctica (Greenland is modelled)."""
     return world.jpl_land & (world.lat[:, None] >= landmask.ANTARCTIC_LIMIT)
@@ -84,6 +266,10 @@ def wghm_block(world: World, months: np.ndarray) -> np.ndarray:
     else:
         out = model_storage(world, "wghm", months)
     out += 10.0 * _monthly_noise(world, "wghm", months, 2.0)
+    if world.axes.submascon_skill is not None:
+        out = with_skill(world, "wghm", out, months)
+    if world.axes.human_ratio is not None:
+        out += human_use(world, months)
     out += lt["wghm_base"][None]
     out[:, ~wghm_land(world)] = np.nan
     return out.astype(np.float32)
@@ -146,7 +332,7 @@ def era5_block(world: World, months: np.ndarray) -> dict[str, np.ndarray]:
 
     def storage(ms: np.ndarray) -> np.ndarray:
         if world.level is not None:
-            return share * model_storage(world, "era5", ms)
+            return share * with_skill(world, "era5", model_storage(world, "era5", ms), ms)
         total = seasonal(share * lt["amp_climate"], lt["phase"], ms)
         total += seasonal(share * lt["amp2"], lt["phase2"], ms, harmonic=2)
         total += share * interannual(lt, ms) + 0.5 * share * _variability(world, ms)

@@ -19,9 +19,10 @@ import numpy as np
 from twsbench.core import geometry as grid
 from twsbench.core import landmask
 from twsbench.core import months as mo
+from twsbench.core.config import Axes
 from twsbench.core.domains import Domain
 from twsbench.core.errors import ConfigError
-from twsbench.core.mascons import build_mascons, twin_tiling
+from twsbench.core.mascons import Mascons, build_mascons, twin_tiling
 from twsbench.twin import fields as fx
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,15 @@ class World:
     epoch_bounds: np.ndarray  # (n, 2) first and last day of each solution, datetime64[s]
     latent: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     realism: str = "realistic"
+    axes: Axes = field(default_factory=Axes)
+    _submascon: Submascon | None = field(default=None, repr=False)
+
+    @property
+    def submascon(self) -> Submascon:
+        """Departures from the mascon means over the world's land (built once)."""
+        if self._submascon is None:
+            self._submascon = Submascon(self.land, self.tiles, self.lat)
+        return self._submascon
 
     @property
     def level(self) -> Level | None:
@@ -158,6 +168,37 @@ class World:
     @property
     def is_global(self) -> bool:
         return self.rows.size == grid.LAT.size and self.cols.size == grid.LON.size
+
+
+class Submascon:
+    """Sub-mascon departures of ``(months, lat, lon)`` fields over land: each cell's value less
+    the area-weighted mean of its mascon's land cells (zero off land)."""
+
+    def __init__(self, land: np.ndarray, tiles: np.ndarray, lat: np.ndarray):
+        self.shape = land.shape
+        self.flat = np.flatnonzero(land)
+        area = np.broadcast_to(grid.cell_area(lat)[:, None], land.shape).ravel()[self.flat]
+        self.mascons: Mascons = build_mascons(tiles.ravel()[self.flat], area)
+
+    def cells(self, x: np.ndarray) -> np.ndarray:
+        """``(months, land cells)`` values of ``x``."""
+        return x.reshape(x.shape[0], -1)[:, self.flat]
+
+    def deviation(self, cells: np.ndarray) -> np.ndarray:
+        """Departures of ``(months, land cells)`` values from their mascon means."""
+        return self.mascons.deviation(cells.T).T
+
+    def to_grid(self, cells: np.ndarray) -> np.ndarray:
+        out = np.zeros((cells.shape[0], self.shape[0] * self.shape[1]), np.float32)
+        out[:, self.flat] = cells
+        return out.reshape(cells.shape[0], *self.shape)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.to_grid(self.deviation(self.cells(x)))
+
+    def variance(self, cells: np.ndarray) -> float:
+        """Area-weighted sum over cells of the variance over months."""
+        return float((self.mascons.weights * cells.var(axis=0)).sum())
 
 
 def _extent(domain: Domain, tiles: np.ndarray, land: np.ndarray
@@ -181,7 +222,7 @@ def _extent(domain: Domain, tiles: np.ndarray, land: np.ndarray
 
 def build_world(domain: Domain, seed: int = 0,
                 progress: Callable[[str], None] | None = None, *,
-                realism: str = "realistic") -> World:
+                realism: str = "realistic", axes: Axes | None = None) -> World:
     """Generate the twin world for ``domain`` (deterministic in ``seed`` and ``realism``).
 
     Parameters
@@ -194,12 +235,19 @@ def build_world(domain: Domain, seed: int = 0,
         Called with a short label as each stage starts.
     realism
         ``optimistic``, ``realistic`` or ``pessimistic`` (:data:`LEVELS`).
+    axes
+        Where the world sits on what no source pins down (:class:`Axes`); unset axes keep
+        the level's construction.
 
     Returns
     -------
     World
     """
     level = get_level(realism)
+    axes = axes or Axes()
+    if axes.any and level is None:
+        raise ConfigError(f"[twin] {axes.describe()}: expected realism realistic or "
+                          "pessimistic (the optimistic level has no axes), found optimistic")
     step = progress or (lambda label: log.info("twin: %s", label))
     step("land mask and mascons")
     global_land = landmask.land_fraction(grid.LAT, grid.LON, grid.RES) >= landmask.LAND_THRESHOLD
@@ -241,20 +289,25 @@ def build_world(domain: Domain, seed: int = 0,
             latent.update(_model_errors(rng[f"{source}_errors"], source, latent, lat2, lon2,
                                         land, wrap, level))
 
+    grace_months = MONTHS[(MONTHS >= mo.GRACE_START) & ~np.isin(MONTHS, mo.MISSING_MONTHS)]
+    departures = Submascon(land, tiles, grid.LAT[rows])
+    if axes.submascon_share is not None or axes.submascon_structure is not None:
+        step("truth: sub-mascon share and structure")
+        latent["truth_scales"] = _submascon_scales(latent, grace_months, departures, axes)
     step("truth: anomalies")
-    truth = _truth(latent, MONTHS)
+    truth = _truth(latent, MONTHS, departures)
     base = (MONTHS >= mo.BASELINE[0]) & (MONTHS <= mo.BASELINE[1])
     truth -= truth[base].mean(axis=0)
     truth[:, ~land] = np.nan
 
     step("GRACE: mascon means, noise and uncertainty")
-    grace_months = MONTHS[(MONTHS >= mo.GRACE_START) & ~np.isin(MONTHS, mo.MISSING_MONTHS)]
     grace, sigma = _grace(rng, truth, tiles, land, ice, whole, grace_months, lat2, wrap, level)
     epochs, bounds = record_times(grace_months)
     return World(domain=domain, seed=seed, rows=rows, cols=cols, land=land, jpl_land=jpl_land,
                  tiles=tiles, whole=whole, domain_tiles=chosen, truth=truth.astype(np.float32),
                  grace_months=grace_months, grace=grace, sigma=sigma, epochs=epochs,
-                 epoch_bounds=bounds, latent=latent, realism=realism)
+                 epoch_bounds=bounds, latent=latent, realism=realism, axes=axes,
+                 _submascon=departures)
 
 
 def _patterns(rng: np.random.Generator, lat2: np.ndarray, lon2: np.ndarray, land: np.ndarray,
@@ -319,7 +372,8 @@ def _trends(rng: np.random.Generator, lat2: np.ndarray, lon2: np.ndarray, land: 
         return bool(land[np.unravel_index(np.argmin(d), d.shape)] and d.min() < 1.0)
 
     depletion = np.zeros(land.shape, np.float32)
-    sites = [h for h in KNOWN_HOTSPOTS if inside(h[0], h[1])]
+    sites: list[tuple[float, float, float, float]] = [h for h in KNOWN_HOTSPOTS
+                                                      if inside(h[0], h[1])]
     cells = np.argwhere(land)
     for _ in range(max(1, int(land.sum() // 1500))):
         i, j = cells[rng.integers(0, len(cells))]
@@ -336,7 +390,8 @@ def _trends(rng: np.random.Generator, lat2: np.ndarray, lon2: np.ndarray, land: 
     reservoirs = np.stack([
         np.array([i, j, rng.uniform(2003, 2018), rng.uniform(2, 4), rng.uniform(300, 800)])
         for i, j in picks])
-    return {"depletion": depletion * land, "glacier": glacier * land, "reservoirs": reservoirs}
+    return {"depletion": depletion * land, "glacier": glacier * land, "reservoirs": reservoirs,
+            "sites": np.array(sites, np.float64).reshape(-1, 4)}
 
 
 def _pluri(rng: np.random.Generator, lat2: np.ndarray, lon2: np.ndarray, land: np.ndarray,
@@ -364,7 +419,7 @@ def pluri(latent: dict[str, np.ndarray], months: np.ndarray) -> np.ndarray:
     if "pluri_index" not in latent:
         return np.zeros((months.size, *latent["amp"].shape), np.float32)
     out = index_at(latent, "pluri_index", months)[:, None, None] * latent["pluri_pattern"][None]
-    years = _years(months)
+    years = decimal_years(months)
     for (start, duration, depth), shape in zip(latent["events"], latent["event_maps"],
                                                strict=True):
         phase = np.clip((years - start) / duration, 0.0, 1.0)
@@ -419,7 +474,7 @@ def _model_errors(rng: np.random.Generator, source: str, latent: dict[str, np.nd
     return out
 
 
-def _years(months: np.ndarray) -> np.ndarray:
+def decimal_years(months: np.ndarray) -> np.ndarray:
     return 1970.0 + (months.astype("datetime64[M]").astype(int) + 0.5) / 12.0
 
 
@@ -443,8 +498,55 @@ def interannual(latent: dict[str, np.ndarray], months: np.ndarray) -> np.ndarray
             + i2[:, None, None] * latent["pattern2"][None])
 
 
-def _truth(latent: dict[str, np.ndarray], months: np.ndarray) -> np.ndarray:
-    years = _years(months).astype(np.float32)
+def natural_parts(latent: dict[str, np.ndarray], months: np.ndarray, variability: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The truth's natural signal at ``months`` in two parts, before any rescaling of its
+    sub-mascon departures: the seasonal cycle (both harmonics), and the rest (interannual
+    modes, sub-mascon ``variability``, pluri-annual signals)."""
+    cycle = seasonal(latent["amp"], latent["phase"], months)
+    cycle += seasonal(latent["amp2"], latent["phase2"], months, harmonic=2)
+    rest = interannual(latent, months)
+    rest += variability
+    if "pluri_index" in latent:
+        rest += pluri(latent, months)
+    return cycle, rest
+
+
+def natural(latent: dict[str, np.ndarray], months: np.ndarray, variability: np.ndarray,
+            sub: Submascon) -> np.ndarray:
+    """The truth's natural signal (no trends) at ``months``, its sub-mascon departures
+    rescaled as the world's share and structure axes ask."""
+    cycle, rest = natural_parts(latent, months, variability)
+    scales = latent.get("truth_scales")
+    if scales is not None:
+        cycle += np.float32(scales[0] - 1.0) * sub(cycle)
+        rest += np.float32(scales[1] - 1.0) * sub(rest)
+    cycle += rest
+    return cycle
+
+
+def human_trends(latent: dict[str, np.ndarray], months: np.ndarray) -> np.ndarray:
+    """The truth's trends: depletion hotspots, glaciers and reservoirs (mm)."""
+    years = decimal_years(months).astype(np.float32)
+    dt = (years - TREND_ORIGIN)[:, None, None]
+    out = latent["depletion"][None] * dt
+    out += latent["glacier"][None] * (dt + 0.04 * dt**2)
+    add_reservoirs(out, years, latent["reservoirs"])
+    return out
+
+
+def add_reservoirs(out: np.ndarray, years: np.ndarray, reservoirs: np.ndarray) -> None:
+    """Add each reservoir's filling (row, column, start year, years to fill, mm) in place."""
+    for i, j, start, duration, volume in reservoirs:
+        fill = np.clip((years - start) / duration, 0.0, 1.0)
+        out[:, int(i), int(j)] += volume * fill
+
+
+def _truth(latent: dict[str, np.ndarray], months: np.ndarray, sub: Submascon) -> np.ndarray:
+    if "truth_scales" in latent:
+        return natural(latent, months, latent["variability"], sub) + human_trends(latent, months)
+    # the levels' own construction, in its order of summation (same arrays bit for bit)
+    years = decimal_years(months).astype(np.float32)
     dt = (years - TREND_ORIGIN)[:, None, None]
     out = seasonal(latent["amp"], latent["phase"], months)
     out += seasonal(latent["amp2"], latent["phase2"], months, harmonic=2)
@@ -452,12 +554,51 @@ def _truth(latent: dict[str, np.ndarray], months: np.ndarray) -> np.ndarray:
     out += latent["variability"]
     out += latent["depletion"][None] * dt
     out += latent["glacier"][None] * (dt + 0.04 * dt**2)
-    for i, j, start, duration, volume in latent["reservoirs"]:
-        fill = np.clip((years - start) / duration, 0.0, 1.0)
-        out[:, int(i), int(j)] += volume * fill
+    add_reservoirs(out, years, latent["reservoirs"])
     if "pluri_index" in latent:
         out += pluri(latent, months)
     return out
+
+
+def _submascon_scales(latent: dict[str, np.ndarray], months: np.ndarray, sub: Submascon,
+                      axes: Axes) -> np.ndarray:
+    """Factors of the truth's seasonal and other sub-mascon departures that give it the
+    axes' sub-mascon share (of the variance over ``months``, area-weighted over land cells,
+    the trends included) and seasonal structure (share of the natural departures' variance
+    in the seasonal cycle). An unset axis keeps the level's own value."""
+    pos = np.searchsorted(MONTHS, months)
+    cycle, rest = natural_parts(latent, months, latent["variability"][pos])
+    total = cycle + rest + human_trends(latent, months)
+    d_cycle, d_rest = (sub.deviation(sub.cells(x)) for x in (cycle, rest))
+    del cycle, rest
+    d_trend = sub.deviation(sub.cells(total)) - d_cycle - d_rest
+    cells = sub.cells(total)
+    v_mean = sub.variance(cells - sub.deviation(cells))  # the mascon-mean part, unchanged
+    v_cycle, v_rest = sub.variance(d_cycle), sub.variance(d_rest)
+    s = (axes.submascon_structure if axes.submascon_structure is not None
+         else v_cycle / (v_cycle + v_rest))
+    unit = np.sqrt(s / v_cycle) * d_cycle + np.sqrt((1.0 - s) / v_rest) * d_rest
+    # departures λ·unit + d_trend: variance a λ² + 2 b λ + c
+    a = sub.variance(unit)
+    b = float((sub.mascons.weights * _cov(unit, d_trend)).sum())
+    c = sub.variance(d_trend)
+    share = axes.submascon_share
+    if share is None:  # keep the level's variance of natural departures
+        lam = float(np.sqrt((v_cycle + v_rest) / a))
+    else:
+        target = share / (1.0 - share) * v_mean
+        disc = b * b - a * (c - target)
+        if disc < 0 or (-b + np.sqrt(disc)) <= 0:
+            floor = c / (c + v_mean)
+            raise ConfigError(f"[twin] submascon_share: expected at least the trends' own "
+                              f"share here ({floor:.3f}), found {share:g}")
+        lam = float((-b + np.sqrt(disc)) / a)
+    return np.array([lam * np.sqrt(s / v_cycle), lam * np.sqrt((1.0 - s) / v_rest)])
+
+
+def _cov(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Covariance over months (first axis) of each column."""
+    return ((x - x.mean(axis=0)) * (y - y.mean(axis=0))).mean(axis=0)
 
 
 def _grace(rng: dict, truth: np.ndarray, tiles: np.ndarray, land: np.ndarray, ice: np.ndarray,
@@ -472,7 +613,7 @@ def _grace(rng: dict, truth: np.ndarray, tiles: np.ndarray, land: np.ndarray, ic
     """
     r = rng["grace"]
     sel = np.isin(MONTHS, grace_months)
-    years = _years(grace_months).astype(np.float32)
+    years = decimal_years(grace_months).astype(np.float32)
     # CRI splits mascons at the coast: land, ice-sheet and ocean parts get their own values
     part_class = np.where(land, 0, np.where(ice, 1, 2))
     part = tiles.astype(np.int64) * 3 + part_class

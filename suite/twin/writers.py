@@ -29,7 +29,7 @@ TRUTH_NAME = "truth.nc"
 JPL_FILL = -99999.0
 WGHM_FILL = np.float32(1e20)
 SYNTHETIC = ("SYNTHETIC twin-world data written by twsbench {version} (domain {domain}, seed "
-             "{seed}, realism {realism}); it follows the real file format but holds no "
+             "{seed}, realism {realism}{axes}); it follows the real file format but holds no "
              "observations.")
 
 Progress = Callable[[str, int, int], None]
@@ -47,7 +47,8 @@ def _atomic(path: Path) -> Iterator[Path]:
 
 def _comment(world: World) -> str:
     return SYNTHETIC.format(version=__version__, domain=world.domain.name, seed=world.seed,
-                            realism=world.realism)
+                            realism=world.realism,
+                            axes=f", {world.axes.describe()}" if world.axes.any else "")
 
 
 def _days_since_2002(t: np.ndarray) -> np.ndarray:
