@@ -128,7 +128,11 @@ def test_failing_models_leave_the_others_as_a_clean_run_gives_them(setup, failin
     pd.testing.assert_frame_equal(_rows(run_dir, OTHERS), _rows(clean, OTHERS))
     assert set(pd.read_csv(run_dir / "scores.csv")["model"]) == set(OTHERS)
     index = (run_dir / "index.md").read_text()
-    assert index[index.index("## "):].startswith("## Failed tasks")
+    # the report opens with the verdict, which says that models failed; the failures next
+    sections = [line for line in index.splitlines() if line.startswith("## ")]
+    assert sections[:2] == ["## Verdict", "## Failed tasks"]
+    verdict = index.split("## Verdict\n", 1)[1].split("\n## ", 1)[0]
+    assert f"{len(MODES)} task(s) failed" in verdict
 
 
 @pytest.mark.parametrize("mode", list(MODES))

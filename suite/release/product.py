@@ -38,12 +38,11 @@ from twsbench.core.errors import ConfigError, InputError
 from twsbench.core.splits import TASKS
 from twsbench.prepare.store import prepare
 from twsbench.release.ensemble import Ensemble
-from twsbench.running.catalog import get_class
+from twsbench.running.choice import release_choice
 from twsbench.running.plan import ModelRun, load, plan
 from twsbench.scoring import metrics
 from twsbench.scoring import uncertainty as unc
-from twsbench.scoring.leaderboards import NO_TRUTH, TASK_SCORES, failed_models, ranking_metric
-from twsbench.scoring.table import higher_is_better
+from twsbench.scoring.leaderboards import TASK_SCORES
 
 log = logging.getLogger(__name__)
 
@@ -83,47 +82,11 @@ def scored_runs(config: Config, meta: dict, name: str) -> list[ModelRun]:
 
 def choose_model(run_dir: Path, meta: dict | None = None) -> tuple[str, dict]:
     """The first model of the run's ``release_task`` leaderboard among those that predict
-    every month (mean over seeds)."""
+    every month (mean over seeds): :func:`twsbench.running.choice.release_choice`."""
     if meta is None:
         meta = json.loads((run_dir / "meta.json").read_text())
         run_config(run_dir, meta)  # its plug-ins registered
-    scores = pd.read_csv(run_dir / "scores.csv")
-    ranking = meta["config"]["ranking"]
-    task = ranking["release_task"]
-    metric = ranking_metric(meta, task)
-    if metric is None:
-        raise ConfigError(f"[ranking] release_task: expected a task the run could rank, found "
-                          f"{task!r}, which needs a truth ({NO_TRUTH.split(':')[0]})")
-    def mean_of(split: str, name: str) -> pd.Series:
-        sel = scores[(scores["split"] == split) & (scores["metric"] == name)
-                     & (scores["region"] == ranking["region"])]
-        return sel.groupby("model")["value"].mean()
-
-    means = mean_of(task, metric).dropna()
-    full = [m for m in means.index if not get_class(m).needs_grace]
-    if not full:
-        raise ConfigError(f"{run_dir}: expected a model that predicts every month, found only "
-                          f"models that need GRACE ({', '.join(means.index)})")
-    # a tie (X and X+residual give the same gap-fill months) goes to the better model of
-    # the other task
-    board = pd.DataFrame({"value": means[full]})
-    keys, ascending = ["value"], [higher_is_better(metric) is False]
-    other = next(t for t in ("downscale", "gapfill") if t != task)
-    second = ranking_metric(meta, other)
-    if second is not None:
-        board["other"] = mean_of(other, second).reindex(board.index)
-        keys.append("other")
-        ascending.append(higher_is_better(second) is False)
-    board = board.sort_values(keys, ascending=ascending, na_position="last", kind="stable")
-    chosen = str(board.index[0])
-    failed = failed_models(meta)
-    if chosen in failed:
-        raise ConfigError(f"{run_dir}: expected the release's model ({chosen}, first on "
-                          f"{task}) to have every task finished, found {failed[chosen]} failed "
-                          "(failures.csv); fix it and run the same twsbench run command again")
-    return chosen, {"task": task, "metric": metric, "split": task,
-                                 "value": float(board["value"].iloc[0]),
-                                 "run_id": meta["run_id"]}
+    return release_choice(pd.read_csv(run_dir / "scores.csv"), meta, str(run_dir))
 
 
 def refit_runs(run_dir: Path, runs: list[ModelRun]) -> list[ModelRun]:

@@ -18,7 +18,17 @@ import pandas as pd
 import xarray as xr
 
 from twsbench.core import cache
-from twsbench.scoring.comparisons import BLOCK, monthly_loss, resamples
+from twsbench.core.errors import TwsbenchError
+from twsbench.running.choice import release_choice
+from twsbench.scoring.comparisons import (
+    BLOCK,
+    VERDICT_MAP,
+    WORLD_COLUMNS,
+    lead,
+    monthly_loss,
+    resamples,
+    runner_up,
+)
 from twsbench.scoring.leaderboards import (
     NO_TRUTH,
     REFERENCES,
@@ -215,6 +225,73 @@ def _tuning_table(meta: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
 
 
+def _verdict(run: Path, scores: pd.DataFrame, timing: pd.DataFrame, meta: dict
+             ) -> tuple[str, pd.DataFrame]:
+    """The run's verdict, per task: the leader of the primary world, its margin over the
+    second and whether its lower monthly loss is significant, and the model ``twsbench
+    release`` would publish."""
+    try:
+        released, _ = release_choice(scores, meta, str(run))
+    except (TwsbenchError, KeyError) as err:  # no task to release on, or a model unknown here
+        released = f"none ({err})"
+    monthly = pd.read_csv(run / "monthly.csv")
+    rows: list[dict[str, object]] = []
+    for task in ("downscale", "gapfill"):
+        board = leaderboard(scores, timing, meta, task)
+        metric = ranking_metric(meta, task)
+        if board.empty or metric is None:
+            rows.append({"task": task, "leader": "not ranked (no truth)" if metric is None
+                         else "no model"})
+            continue
+        leader, score = str(board.index[0]), float(board[metric].iloc[0])
+        row: dict[str, object] = {"task": task, "metric": metric, "leader": leader,
+                                  "score": score}
+        second = runner_up(board, monthly, meta, task)
+        if second is not None:
+            test = lead(monthly, meta, task, leader, second)
+            row |= {"second": second, "margin": score - float(board.loc[second, metric]),
+                    "mean change": test["mean change"],
+                    "95% interval": f"{test['ci low']:.4g} to {test['ci high']:.4g}",
+                    "lead": "significant" if test["significant"] else "not significant"}
+        rows.append(row)
+    world = f" in the primary world `{meta['worlds'][0]}`" if meta.get("worlds") else ""
+    text = (f"Per task, the leader on its primary score (mean over seeds){world}, its margin "
+            "over the second (the next model whose monthly loss differs from the leader's), "
+            "and whether its lower monthly loss is significant (mean change and 95% interval "
+            f"of a paired block bootstrap over {BLOCK}-month blocks; "
+            "negative: the leader's loss is lower). Where the lead is not significant, the "
+            "first two are tied on this evidence. `twsbench release` would publish "
+            f"**{released}**.")
+    failed = meta.get("failed_tasks", [])
+    if failed:
+        models = sorted({f["model"] for f in failed})
+        text += (f" {len(failed)} task(s) failed ({', '.join(models)}): those models are "
+                 "left out of this verdict (see Failed tasks).")
+    return text, pd.DataFrame(rows).set_index("task")
+
+
+def _verdict_map_section(run: Path, figs: Path) -> tuple[str, pd.DataFrame, list[str]]:
+    """The verdict map of a run over several worlds: its text, its table (one row per world
+    and task) and its figures."""
+    from twsbench.report import figures
+
+    table = pd.read_csv(run / VERDICT_MAP)
+    dims = figures.map_dimensions(table)
+    names = figures.figure_verdict_map(table, figs)
+    shown = table[["world", *[c for c in WORLD_COLUMNS if c in dims], "task", "leader",
+                   "second", "margin", "mean change", "ci low", "ci high", "significant"]]
+    summary = "; ".join(
+        f"{task}: " + ", ".join(f"`{m}` leads in {n}" for m, n in
+                                table[table["task"] == task]["leader"].value_counts().items())
+        for task in dict.fromkeys(table["task"]))
+    text = (f"Which model leads in each of the {table['world'].nunique()} worlds, and by how "
+            "much over the second (the primary score's margin; the monthly loss's mean "
+            f"change and 95% interval, paired block bootstrap over {BLOCK}-month blocks). "
+            "Hatched in the figures: the lead is not significant. " + summary + ". "
+            "Full table: `verdict_map.csv`.")
+    return text, shown.set_index("world"), names
+
+
 def build_report(run: str | Path) -> Path:
     """Write ``figures/``, ``index.md`` and ``index.html`` into the run folder."""
     from twsbench.report import figures
@@ -229,6 +306,11 @@ def build_report(run: str | Path) -> Path:
         grid = grid.load()
     preds = figures.load_predictions(run)
     sections: list[tuple[str, str, pd.DataFrame]] = []
+    placed: dict[str, list[str]] = {}  # figures shown in a section rather than at the end
+    sections.append(("Verdict", *_verdict(run, scores, timing, meta)))
+    if (run / VERDICT_MAP).exists():
+        text, table, placed["Verdict map"] = _verdict_map_section(run, figs)
+        sections.append(("Verdict map", text, table))
     failed = meta.get("failed_tasks", [])
     if failed:
         sections.append((
@@ -314,6 +396,7 @@ def build_report(run: str | Path) -> Path:
     for title, text, table in sections:
         md += [f"## {title}", "", text, "", _fmt(table.reset_index()).to_markdown(index=False)
                if not table.empty else "(none)", ""]
+        md += [f"![{f}](figures/{f})\n" for f in placed.get(title, [])]
     md += ["## Figures", ""] + [f"![{f}](figures/{f})" for f in names] + [""]
     md += ["Full tables: `scores.csv` (long: run_id, model, seed, split, region, metric, value, "
            "higher_is_better; the split names the task), `timing.csv`, `monthly.csv`.", ""]
@@ -326,11 +409,9 @@ def build_report(run: str | Path) -> Path:
         body.append(f"<h2>{html.escape(title)}</h2><p>{_inline(text)}</p>")
         body.append("<div class='table'>" + _fmt(table.reset_index()).to_html(
             index=False, border=0) + "</div>" if not table.empty else "<p>(none)</p>")
+        body += [_embedded(figs, f) for f in placed.get(title, [])]
     body.append("<h2>Figures</h2>")
-    for f in names:
-        data = base64.b64encode((figs / f).read_bytes()).decode()
-        body.append(f'<figure><img alt="{html.escape(f)}" src="data:image/png;base64,{data}">'
-                    f"<figcaption>{html.escape(f)}</figcaption></figure>")
+    body += [_embedded(figs, f) for f in names]
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;"
              "color:#222}table{border-collapse:collapse;font-size:13px}td,th{padding:3px 8px;"
              "border-bottom:1px solid #ddd;text-align:right}img{max-width:100%;height:auto}"
@@ -340,6 +421,13 @@ def build_report(run: str | Path) -> Path:
             + "\n".join(body) + "</body></html>")
     _write(run / "index.html", page)
     return run / "index.html"
+
+
+def _embedded(figs: Path, name: str) -> str:
+    """A figure of the run as an HTML ``<figure>`` holding the PNG itself."""
+    data = base64.b64encode((figs / name).read_bytes()).decode()
+    return (f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(name)}</figcaption></figure>")
 
 
 def _inline(text: str) -> str:

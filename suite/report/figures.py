@@ -801,3 +801,104 @@ def figure_timeline(timing: pd.DataFrame, figs: Path) -> list[str]:
     if not {"worker", "task_start_s", "task_end_s"} <= set(timing.columns):
         return []
     return [save(_timeline_figure(timing), figs / "timeline.png")]
+
+
+# ---- verdict map ---------------------------------------------------------------------------
+
+#: The dimensions a verdict map is drawn over, in order of preference for its x and y axes.
+MAP_DIMENSIONS = ("submascon_skill", "human_ratio", "submascon_share", "submascon_structure",
+                  "realism", "seed")
+#: Hatching of a world whose leader's lead over the second is not significant.
+NOT_SIGNIFICANT_HATCH = "///"
+
+
+def map_dimensions(table: pd.DataFrame) -> list[str]:
+    """The dimensions along which the worlds of a verdict map differ."""
+    return [d for d in MAP_DIMENSIONS
+            if d in table and table[d].astype(str).nunique(dropna=False) > 1]
+
+
+def _dimension_values(table: pd.DataFrame, dim: str) -> list:
+    values = list(dict.fromkeys(table[dim].where(table[dim].notna(), None)))
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    return ([None] if None in values else []) + (sorted(numbers) if len(numbers) == len(
+        [v for v in values if v is not None]) else [v for v in values if v is not None])
+
+
+def _tick(value: object) -> str:
+    return "level's own" if value is None else f"{value:g}" if isinstance(value, float) \
+        else str(value)
+
+
+def _verdict_map_figure(table: pd.DataFrame, task: str, colours: dict[str, str]) -> Figure:
+    from matplotlib.patches import Patch, Rectangle
+
+    rows = table[table["task"] == task]
+    dims = map_dimensions(table)
+    x_dim = dims[0]
+    y_dim = dims[1] if len(dims) > 1 else None
+    rest = dims[2:]
+    panels = list(dict.fromkeys(tuple(_tick(v) for v in r) for r in
+                                rows[rest].itertuples(index=False))) if rest else [()]
+    xs = _dimension_values(rows, x_dim)
+    ys = _dimension_values(rows, y_dim) if y_dim else [None]
+    fig, axes = _panel_grid(len(panels), 1.7 * len(xs) + 1.0, 0.9 * len(ys) + 1.0,
+                            max_cols=3)
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        sel = rows
+        for dim, tick in zip(rest, panel, strict=True):
+            sel = sel[sel[dim].map(lambda v: _tick(None if pd.isna(v) else v)) == tick]
+        for _, r in sel.iterrows():
+            xv = None if pd.isna(r[x_dim]) else r[x_dim]
+            yv = None if y_dim is None or pd.isna(r[y_dim]) else r[y_dim]
+            i, j = xs.index(xv), ys.index(yv)
+            significant = bool(r["significant"]) if pd.notna(r.get("significant")) else False
+            ax.add_patch(Rectangle((i - 0.5, j - 0.5), 1, 1, facecolor=colours[r["leader"]],
+                                   edgecolor="white", lw=1.5,
+                                   hatch=None if significant else NOT_SIGNIFICANT_HATCH))
+            margin = f"\n+{r['margin']:.2f}" if pd.notna(r.get("margin")) else ""
+            ax.text(i, j, f"{r['leader']}{margin}", ha="center", va="center", fontsize=7,
+                    bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 1})
+        ax.set_xlim(-0.5, len(xs) - 0.5)
+        ax.set_ylim(-0.5, len(ys) - 0.5)
+        ax.set_xticks(range(len(xs)), [_tick(v) for v in xs], fontsize=8)
+        ax.set_yticks(range(len(ys)), [_tick(v) for v in ys] if y_dim else [""], fontsize=8)
+        ax.set_xlabel(x_dim, fontsize=8)
+        if y_dim:
+            ax.set_ylabel(y_dim, fontsize=8)
+        ax.set_title(", ".join(f"{d} {t}" for d, t in zip(rest, panel, strict=True)),
+                     fontsize=9)
+    metric = rows["metric"].iloc[0] if len(rows) else ""
+    fig.suptitle(f"{task}: the leader in each world\n(+ its margin over the second on {metric})",
+                 fontsize=9)
+    handles = [Patch(facecolor=c, label=m) for m, c in colours.items()
+               if m in set(rows["leader"])]
+    handles.append(Patch(facecolor="white", edgecolor="0.3", hatch=NOT_SIGNIFICANT_HATCH,
+                         label="lead not significant\n(block bootstrap, 95%)"))
+    fig.legend(handles=handles, loc="outside lower center", fontsize=7, frameon=False,
+               ncol=min(len(handles), 3))
+    return fig
+
+
+def figure_verdict_map(table: pd.DataFrame, figs: Path) -> list[str]:
+    """For each task, which model leads in each world of a run over several worlds, hatched
+    where its lead over the second is not significant, with the margin; written to
+    ``verdict_map_<task>.png``. Nothing when the worlds do not differ along any dimension
+    of :data:`MAP_DIMENSIONS`.
+
+    Parameters
+    ----------
+    table
+        ``verdict_map.csv`` (:func:`twsbench.scoring.comparisons.verdict_map`).
+    figs
+        Folder to write into.
+    """
+    if table.empty or not map_dimensions(table):
+        return []
+    import matplotlib as mpl
+
+    palette = [mpl.colormaps["tab10"](k) for k in range(10)]
+    leaders = sorted(set(table["leader"]))
+    colours = {m: mpl.colors.to_hex(palette[k % len(palette)]) for k, m in enumerate(leaders)}
+    return [save(_verdict_map_figure(table, task, colours), figs / f"verdict_map_{task}.png")
+            for task in dict.fromkeys(table["task"])]

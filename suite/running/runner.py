@@ -40,7 +40,7 @@ from twsbench.running.plan import ModelRun, code_files, code_hash, fit_groups, p
 from twsbench.running.records import FOLDER, Failure, Records, task_key
 from twsbench.running.tasks import FitResult, World
 from twsbench.scoring import uncertainty
-from twsbench.scoring.comparisons import compare
+from twsbench.scoring.comparisons import MONTHLY_LOSSES, WORLDS_MONTHLY, compare
 from twsbench.scoring.reference import truth_on_cells
 from twsbench.scoring.table import COLUMNS, MONTHLY_COLUMNS
 
@@ -337,6 +337,7 @@ class Tables:
     timing: list[dict[str, Any]] = field(default_factory=list)
     uncertainty: list = field(default_factory=list)
     world_rows: list = field(default_factory=list)
+    world_monthly: list = field(default_factory=list)
     calibrations: dict[str, dict] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
 
@@ -352,6 +353,8 @@ class Tables:
             self.rows, self.monthly, self.calibrations = got.rows, got.monthly, got.calibrations
         if self.several:
             self.world_rows += [(label, *r) for r in got.rows]
+            # the monthly losses the comparisons test, for each world's verdict
+            self.world_monthly += [(label, *r) for r in got.monthly if r[4] in MONTHLY_LOSSES]
         self.timing += [{"world": label, **t} if self.several else t for t in got.timing]
         self.uncertainty += [(label, *r) if self.several else r for r in got.uncertainty]
         self.failures += got.failures
@@ -373,6 +376,8 @@ class Tables:
         if self.world_rows:
             _long_table(self.world_rows, ["world", *COLUMNS]).to_csv(work / "worlds.csv",
                                                                      index=False)
+            pd.DataFrame(self.world_monthly, columns=["world", *MONTHLY_COLUMNS]).to_csv(
+                work / WORLDS_MONTHLY, index=False)
         if self.failures:
             pd.DataFrame([f.as_row() for f in self.failures]).to_csv(work / FAILURES,
                                                                      index=False)
@@ -474,6 +479,8 @@ def execute(config: Config, folder: RunFolder, *, benchmark_json: list[Path] | N
             "stage_seconds": stages, "device": backend.resolve(config.compute.device),
             "runs": [r.as_dict() for r in runs], "plugins": list(config.models.plugins),
             "executor": where, "worlds": [w.label for w in worlds if w is not None],
+            "world_axes": [{"world": w.label, "realism": w.realism, "seed": w.seed,
+                            **as_plain(w.axes)} for w in worlds if w is not None],
             "params_layers": list(config.layers), "tuning": config.tuning,
             "tuning_status": tuning_status(config, runs),
             "failed_tasks": [f.as_row() for f in tables.failures],

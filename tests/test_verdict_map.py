@@ -1,0 +1,97 @@
+"""The verdict map: one run over a grid of twin worlds (sub-mascon skill × human ratio) gives
+each world's leader per task, whether its lead is significant, a figure per task and
+``verdict_map.csv``; the report opens with the verdict."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests import tiny
+from twsbench.core.config import parse
+from twsbench.pipeline.benchmark import run
+from twsbench.report import figures
+
+pytestmark = pytest.mark.slow  # four twin worlds, each run
+
+NAMES = ["mascon", "pattern_transfer", "bilinear", "mascon_regression", "lightgbm",
+         "lightgbm+residual"]
+SMALL = [25.0, 29.0, 76.0, 82.0]
+AXES = {"submascon_skill": [0.2, 0.8], "human_ratio": [0.0, 2.0]}
+
+
+@pytest.fixture(scope="module")
+def map_run(tmp_path_factory):
+    table = tiny.table(domain={"bbox": SMALL}, twin={"seed": 1, **AXES},
+                       models=tiny.quick(NAMES))
+    run_dir, _ = run(parse(table), tmp_path_factory.mktemp("reports"))
+    return run_dir
+
+
+def test_each_world_gets_its_leader_and_its_place_on_the_map(map_run):
+    table = pd.read_csv(map_run / "verdict_map.csv")
+    worlds = pd.read_csv(map_run / "worlds.csv")
+    places = {f"realistic-skill{s:g}-human{h:g}-seed1": (s, h)
+              for s in AXES["submascon_skill"] for h in AXES["human_ratio"]}
+    labels = list(places)
+    assert list(dict.fromkeys(table["world"])) == labels
+    assert sorted(set(table["task"])) == ["downscale", "gapfill"]
+    for _, row in table.iterrows():
+        assert (row["submascon_skill"], row["human_ratio"]) == places[row["world"]]
+        # the leader is the best mean of the task's primary score in that world
+        sel = worlds[(worlds["world"] == row["world"]) & (worlds["split"] == row["task"])
+                     & (worlds["metric"] == row["metric"]) & (worlds["region"] == "domain")]
+        means = sel.groupby("model")["value"].mean().dropna().sort_values(ascending=False)
+        # the second: the next model that is not the same prediction (X+residual makes
+        # X's gap-fill months, so the same scores)
+        second = next(m for m in means.index[1:] if means[m] != means.iloc[0])
+        assert row["leader"] == means.index[0] and row["second"] == second
+        assert row["margin"] == pytest.approx(means.iloc[0] - means[second])
+        # significant exactly when the interval leaves out zero
+        assert bool(row["significant"]) == (row["ci low"] > 0 or row["ci high"] < 0)
+    # the worlds differ: the skill changes what WaterGAP-driven models score
+    lgbm = worlds[(worlds["model"] == "lightgbm") & (worlds["split"] == "downscale")
+                  & (worlds["metric"] == "nse_submascon_truth") & (worlds["region"] == "domain")]
+    assert lgbm["value"].nunique() == len(labels)
+
+
+def test_the_report_opens_with_the_verdict_and_draws_the_map(map_run):
+    text = (map_run / "index.md").read_text()
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert sections[:2] == ["## Verdict", "## Verdict map"]
+    verdict = text.split("## Verdict\n", 1)[1].split("\n## ", 1)[0]
+    meta = json.loads((map_run / "meta.json").read_text())
+    from twsbench.release.product import choose_model
+
+    released, _ = choose_model(map_run, meta)
+    assert f"would publish **{released}**" in verdict
+    for task in ("downscale", "gapfill"):
+        assert (map_run / "figures" / f"verdict_map_{task}.png").stat().st_size > 5000
+        assert f"![verdict_map_{task}.png](figures/verdict_map_{task}.png)" in text
+    page = (map_run / "index.html").read_text()
+    assert page.count('alt="verdict_map_') == 2
+    assert page.index("<h2>Verdict</h2>") < page.index("<h2>Verdict map</h2>")
+
+
+def test_the_map_hatches_exactly_the_worlds_without_a_significant_lead():
+    table = pd.DataFrame({
+        "world": ["a", "b", "c", "d"], "realism": "realistic", "seed": 0,
+        "submascon_skill": [0.2, 0.2, 0.8, 0.8], "submascon_share": np.nan,
+        "human_ratio": [0.0, 2.0, 0.0, 2.0], "submascon_structure": np.nan,
+        "task": "downscale", "metric": "nse_submascon_truth",
+        "leader": ["bilinear", "bilinear", "soft_cnn", "soft_cnn"],
+        "margin": [0.01, 0.2, 0.05, 0.3], "significant": [False, True, False, True]})
+    colours = {"bilinear": "#1f77b4", "soft_cnn": "#ff7f0e"}
+    fig = figures._verdict_map_figure(table, "downscale", colours)
+    ax = fig.axes[0]
+    cells = {(round(p.get_x() + 0.5), round(p.get_y() + 0.5)): p for p in ax.patches}
+    assert len(cells) == 4
+    # x: skill 0.2, 0.8; y: human 0, 2
+    for (i, j), significant in {(0, 0): False, (0, 1): True, (1, 0): False,
+                                (1, 1): True}.items():
+        assert (cells[(i, j)].get_hatch() is None) == significant
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.2", "0.8"]
+    assert figures.map_dimensions(table) == ["submascon_skill", "human_ratio"]
