@@ -17,6 +17,20 @@ os.environ.setdefault("TWSBENCH_CACHE_DIR", str(Path(__file__).parent.parent / "
 SESSION_ENV = dict(os.environ)
 
 
+#: The modules that take longest, longest first (measured with ``--durations``): pytest-xdist
+#: hands whole modules (``--dist loadfile``) to its workers in collection order, so these
+#: start early and the many short modules fill in at the end.
+SLOW_FIRST = ("test_faults", "test_cnn", "test_failures", "test_cluster", "test_tune",
+              "test_cli", "test_resume", "test_run", "test_calibration", "test_axes",
+              "test_tasks", "test_twin_formats", "test_code_hash", "test_downscalers",
+              "test_verdict_map", "test_worlds")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: k for k, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: order kept
+
+
 @pytest.fixture(autouse=True)
 def _environment_restored():
     """Each test leaves the process environment as it found it: starting a dask

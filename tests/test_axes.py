@@ -19,8 +19,6 @@ BOX = get_domain(None, (32.0, 42.0, -124.0, -100.0))
 WORLDS = {
     "low": Axes(submascon_skill=0.2, submascon_share=0.1, submascon_structure=0.2,
                 human_ratio=0.0),
-    "mid": Axes(submascon_skill=0.5, submascon_share=0.2, submascon_structure=0.5,
-                human_ratio=1.0),
     "high": Axes(submascon_skill=0.8, submascon_share=0.3, submascon_structure=0.8,
                  human_ratio=2.0),
 }
