@@ -92,9 +92,37 @@ def _calibration_table(cal, title: str) -> Table:
     return table
 
 
+def _locate(target: str) -> int:
+    """``inspect --locate``: one line per axis, ``AXIS ESTIMATE [LOW, HIGH]``."""
+    from twsbench.inputs.inspect import group_inputs
+    from twsbench.scoring.locate import locate_files
+
+    path = Path(target)
+    if path.is_file() and path.suffix == ".toml":
+        from twsbench.prepare.files import resolve_inputs
+
+        files = resolve_inputs(_load_config(target))
+        grace, wghm, era5 = files.grace, files.wghm, list(files.era5)
+    else:
+        found = dict(group_inputs([path]))
+        missing = [k for k in ("grace", "wghm", "era5") if k not in found]
+        if missing:
+            raise InputError(path, "--locate", "GRACE, WaterGAP and ERA5 files (or a config)",
+                             f"no {', '.join(missing)} file")
+        grace, wghm, era5 = found["grace"][0], found["wghm"][0], found["era5"]
+    for located in locate_files(grace, wghm, era5):
+        print(located.line())
+    return 0
+
+
 def _inspect(args: argparse.Namespace, console: Console) -> int:
     from twsbench.inputs.inspect import describe, group_inputs
 
+    if args.locate:
+        return _locate(args.locate)
+    if not args.paths:
+        raise InputError(Path("."), "inspect", "files or directories (or --locate)",
+                         "none given")
     groups = group_inputs([Path(p) for p in args.paths])
     for kind, paths in groups:
         table = Table(title=f"{kind}: {', '.join(p.name for p in paths)}", show_header=False)
@@ -311,7 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = sub.add_parser("inspect", help="read input files (or a directory of them) "
                              "the way the suite does and summarise them")
-    inspect.add_argument("paths", nargs="+", help="files or directories")
+    inspect.add_argument("paths", nargs="*", help="files or directories")
+    inspect.add_argument("--locate", metavar="DIR_OR_CONFIG",
+                         help="where the inputs (a folder of them, or a config's) sit on the "
+                         "twin's axes: one line per axis, AXIS ESTIMATE [LOW, HIGH]; reads "
+                         "no truth")
     inspect.set_defaults(func=_inspect)
     prep = sub.add_parser("prepare", help="prepare the identical grids every downscaler sees "
                           "(cached)")

@@ -52,7 +52,8 @@ def test_the_distribution_holds_nothing_but_twsbench():
     assert tops == {"twsbench", f"twsbench-{dist.version}.dist-info"}
     names = {f.as_posix() for f in dist.files or []}
     assert {"twsbench/baselines/learned.py", "twsbench/models/soft_cnn.py",
-            "twsbench/core/kernels.py", "twsbench/py.typed"} <= names
+            "twsbench/core/kernels.py", "twsbench/py.typed",
+            "twsbench/scoring/locate-reference.csv"} <= names
 
 
 def test_import_twsbench_loads_no_stage():

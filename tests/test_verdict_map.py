@@ -95,3 +95,56 @@ def test_the_map_hatches_exactly_the_worlds_without_a_significant_lead():
         assert (cells[(i, j)].get_hatch() is None) == significant
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0.2", "0.8"]
     assert figures.map_dimensions(table) == ["submascon_skill", "human_ratio"]
+
+
+def test_a_run_on_files_shows_where_its_inputs_sit_on_a_map(map_run, tmp_path):
+    """A run on real-format files (no truth) with ``[report] verdict_map`` naming a map run:
+    its inputs located from the files alone, drawn on that map in its report."""
+    from twsbench.core.config import parse as parse_config
+    from twsbench.prepare.files import resolve_inputs
+    from twsbench.scoring.locate import locate_files
+
+    files = resolve_inputs(parse_config(tiny.table(domain={"bbox": SMALL}, twin={"seed": 1})))
+    inputs = {"grace": str(files.grace), "wghm": str(files.wghm),
+              "era5": [str(p) for p in files.era5]}
+    table = tiny.table(domain={"bbox": SMALL}, inputs=inputs,
+                       models=tiny.quick(["mascon", "mascon_regression"]),
+                       report={"verdict_map": str(map_run)})
+    run_dir, _ = run(parse(table), tmp_path)
+    meta = json.loads((run_dir / "meta.json").read_text())
+    expected = locate_files(files.grace, files.wghm, files.era5)
+    assert [(a["axis"], a["estimate"]) for a in meta["located"]] == [
+        (a.axis, a.estimate) for a in expected]
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / "verdict_map_reference.csv"),
+                                  pd.read_csv(map_run / "verdict_map.csv"))
+    text = (run_dir / "index.md").read_text()
+    assert "## Where these inputs sit on the verdict map" in text
+    section = text.split("## Where these inputs sit on the verdict map", 1)[1].split("\n## ")[0]
+    assert "submascon_skill" in section and "human_ratio" in section
+    for task in ("downscale", "gapfill"):
+        assert f"verdict_map_located_{task}.png" in section
+
+
+def test_a_missing_verdict_map_is_refused_before_the_run(tmp_path):
+    from twsbench.core.errors import InputError
+    from twsbench.running.plan import plan
+
+    config = parse(tiny.table(report={"verdict_map": str(tmp_path / "nowhere")}))
+    with pytest.raises(InputError, match=r"\[report\] verdict_map.*expected a map run's "
+                                         r"verdict_map.csv .*found no such file"):
+        plan(config)
+
+
+def test_the_located_point_is_drawn_where_its_estimate_falls():
+    table = pd.DataFrame({
+        "world": ["a", "b", "c", "d"], "realism": "realistic", "seed": 0,
+        "submascon_skill": [0.2, 0.2, 0.8, 0.8], "human_ratio": [0.5, 2.0, 0.5, 2.0],
+        "task": "downscale", "metric": "nse_submascon_truth",
+        "leader": ["bilinear", "bilinear", "soft_cnn", "soft_cnn"],
+        "margin": [0.01, 0.2, 0.05, 0.3], "significant": [False, True, False, True]})
+    point = {"submascon_skill": (0.5, 0.35, 0.65), "human_ratio": (1.25, 0.8, 1.7)}
+    fig = figures._verdict_map_figure(table, "downscale", {"bilinear": "#1f77b4",
+                                                           "soft_cnn": "#ff7f0e"}, point)
+    (line,) = [ln for ln in fig.axes[0].lines if ln.get_marker() == "o"]
+    # halfway between the two columns and the two rows
+    assert line.get_xdata()[0] == pytest.approx(0.5) and line.get_ydata()[0] == pytest.approx(0.5)

@@ -235,9 +235,12 @@ class Ranking:
 
 @dataclass(frozen=True)
 class Report:
-    """Months shown as maps (``YYYY-MM``; empty: one test month and one gap month)."""
+    """Months shown as maps (``YYYY-MM``; empty: one test month and one gap month), and a
+    verdict map (a map run's ``verdict_map.csv``, or its folder) on which a run on real
+    files shows where its inputs sit."""
 
     map_months: tuple[str, ...] = ()
+    verdict_map: str | None = None
 
 
 @dataclass(frozen=True)
@@ -384,6 +387,9 @@ def _parse(table: dict[str, Any], source: str, base: Path | None, layers: tuple[
                         era5=tuple(rel(p) for p in inputs.era5), truth=rel(inputs.truth),
                         grace_companions=tuple(rel(p) for p in inputs.grace_companions))
     parts["inputs"] = inputs
+    if base is not None and parts["report"].verdict_map:
+        parts["report"] = replace(parts["report"], verdict_map=str(
+            (base / parts["report"].verdict_map).resolve()))
     config = Config(**parts, tuning=dict(tuning), layers=tuple(layers), source=source)
     validate(config)
     return config

@@ -80,6 +80,13 @@ def twin_inputs(domain: Domain, world: TwinWorld, stage: Stage | None = None) ->
 
 def check_inputs(config: Config) -> None:
     """Each file of ``[inputs]`` exists, is a file and is not empty."""
+    source = config.report.verdict_map
+    if source:
+        path = Path(source)
+        table = path / "verdict_map.csv" if path.is_dir() else path
+        if not table.is_file():
+            raise InputError(table, "[report] verdict_map",
+                             "a map run's verdict_map.csv (or its run folder)", "no such file")
     i = config.inputs
     if i.is_twin:
         return

@@ -22,6 +22,7 @@ from twsbench.core.errors import TwsbenchError
 from twsbench.running.choice import release_choice
 from twsbench.scoring.comparisons import (
     BLOCK,
+    MAP_REFERENCE,
     VERDICT_MAP,
     WORLD_COLUMNS,
     lead,
@@ -292,6 +293,24 @@ def _verdict_map_section(run: Path, figs: Path) -> tuple[str, pd.DataFrame, list
     return text, shown.set_index("world"), names
 
 
+def _located_section(run: Path, meta: dict, figs: Path
+                     ) -> tuple[str, pd.DataFrame, list[str]]:
+    """Where the run's inputs sit on the twin's axes, drawn on the verdict map of
+    ``[report] verdict_map`` (copied into the run folder)."""
+    from twsbench.report import figures
+
+    located = pd.DataFrame(meta["located"]).set_index("axis")
+    point = {axis: (r["estimate"], r["low"], r["high"]) for axis, r in located.iterrows()}
+    names = figures.figure_verdict_map(pd.read_csv(run / MAP_REFERENCE), figs, point,
+                                       name="verdict_map_located")
+    text = ("Each axis of the twin estimated from these inputs alone (`twsbench inspect "
+            "--locate`: no truth read), with its interval, drawn on the verdict map of "
+            f"`{meta['config']['report']['verdict_map']}`. The map's verdict applies to these "
+            "inputs only as far as the twin's relations between inputs and truth hold for "
+            "them.")
+    return text, located, names
+
+
 def build_report(run: str | Path) -> Path:
     """Write ``figures/``, ``index.md`` and ``index.html`` into the run folder."""
     from twsbench.report import figures
@@ -311,6 +330,10 @@ def build_report(run: str | Path) -> Path:
     if (run / VERDICT_MAP).exists():
         text, table, placed["Verdict map"] = _verdict_map_section(run, figs)
         sections.append(("Verdict map", text, table))
+    if meta.get("located") and (run / MAP_REFERENCE).exists():
+        title = "Where these inputs sit on the verdict map"
+        text, table, placed[title] = _located_section(run, meta, figs)
+        sections.append((title, text, table))
     failed = meta.get("failed_tasks", [])
     if failed:
         sections.append((

@@ -25,6 +25,7 @@ import pandas as pd
 import xarray as xr
 
 if TYPE_CHECKING:
+    from matplotlib.artist import Artist
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -830,7 +831,39 @@ def _tick(value: object) -> str:
         else str(value)
 
 
-def _verdict_map_figure(table: pd.DataFrame, task: str, colours: dict[str, str]) -> Figure:
+def _position(values: list, value: float) -> float:
+    """Where ``value`` falls on an axis of categories ``values`` (numbers, ascending; a
+    level's-own category first), linear between them and beyond the ends."""
+    numbers = [v for v in values if v is not None]
+    first = values.index(numbers[0])
+    if len(numbers) == 1:
+        return float(first)
+    slots = np.arange(first, first + len(numbers), dtype=float)
+    if value <= numbers[0]:
+        return float(slots[0] + (value - numbers[0]) / (numbers[1] - numbers[0]))
+    if value >= numbers[-1]:
+        return float(slots[-1] + (value - numbers[-1]) / (numbers[-1] - numbers[-2]))
+    return float(np.interp(value, numbers, slots))
+
+
+def _draw_point(ax: Axes, point: dict[str, tuple[float, float, float]], x_dim: str,
+                y_dim: str | None, xs: list, ys: list) -> None:
+    """The located inputs: estimate and interval along the panel's axes, clipped to it."""
+    def along(dim: str | None, values: list) -> tuple[float, float, float]:
+        if dim is None or dim not in point or not any(v is not None for v in values):
+            return 0.0, 0.0, 0.0
+        return tuple(_position(values, v) for v in point[dim])  # type: ignore[return-value]
+
+    (x, x_lo, x_hi), (y, y_lo, y_hi) = along(x_dim, xs), along(y_dim, ys)
+    clip = lambda v, n: float(np.clip(v, -0.45, n - 0.55))  # noqa: E731
+    cx, cy = clip(x, len(xs)), clip(y, len(ys))
+    ax.errorbar([cx], [cy], xerr=[[cx - clip(x_lo, len(xs))], [clip(x_hi, len(xs)) - cx]],
+                yerr=[[cy - clip(y_lo, len(ys))], [clip(y_hi, len(ys)) - cy]], fmt="o",
+                color="black", ms=7, mfc="white", mew=2, capsize=4, lw=1.5, zorder=5)
+
+
+def _verdict_map_figure(table: pd.DataFrame, task: str, colours: dict[str, str],
+                        point: dict[str, tuple[float, float, float]] | None = None) -> Figure:
     from matplotlib.patches import Patch, Rectangle
 
     rows = table[table["task"] == task]
@@ -859,6 +892,8 @@ def _verdict_map_figure(table: pd.DataFrame, task: str, colours: dict[str, str])
             margin = f"\n+{r['margin']:.2f}" if pd.notna(r.get("margin")) else ""
             ax.text(i, j, f"{r['leader']}{margin}", ha="center", va="center", fontsize=7,
                     bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 1})
+        if point:
+            _draw_point(ax, point, x_dim, y_dim, xs, ys)
         ax.set_xlim(-0.5, len(xs) - 0.5)
         ax.set_ylim(-0.5, len(ys) - 0.5)
         ax.set_xticks(range(len(xs)), [_tick(v) for v in xs], fontsize=8)
@@ -871,16 +906,23 @@ def _verdict_map_figure(table: pd.DataFrame, task: str, colours: dict[str, str])
     metric = rows["metric"].iloc[0] if len(rows) else ""
     fig.suptitle(f"{task}: the leader in each world\n(+ its margin over the second on {metric})",
                  fontsize=9)
-    handles = [Patch(facecolor=c, label=m) for m, c in colours.items()
-               if m in set(rows["leader"])]
+    handles: list[Artist] = [Patch(facecolor=c, label=m) for m, c in colours.items()
+                             if m in set(rows["leader"])]
     handles.append(Patch(facecolor="white", edgecolor="0.3", hatch=NOT_SIGNIFICANT_HATCH,
                          label="lead not significant\n(block bootstrap, 95%)"))
+    if point:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], marker="o", color="black", mfc="white", mew=2, ls="",
+                              label="these inputs: estimate\nand interval (inspect --locate)"))
     fig.legend(handles=handles, loc="outside lower center", fontsize=7, frameon=False,
                ncol=min(len(handles), 3))
     return fig
 
 
-def figure_verdict_map(table: pd.DataFrame, figs: Path) -> list[str]:
+def figure_verdict_map(table: pd.DataFrame, figs: Path,
+                       point: dict[str, tuple[float, float, float]] | None = None,
+                       name: str = "verdict_map") -> list[str]:
     """For each task, which model leads in each world of a run over several worlds, hatched
     where its lead over the second is not significant, with the margin; written to
     ``verdict_map_<task>.png``. Nothing when the worlds do not differ along any dimension
@@ -892,6 +934,10 @@ def figure_verdict_map(table: pd.DataFrame, figs: Path) -> list[str]:
         ``verdict_map.csv`` (:func:`twsbench.scoring.comparisons.verdict_map`).
     figs
         Folder to write into.
+    point
+        Where a run's inputs sit: ``{axis: (estimate, low, high)}``, drawn on every panel.
+    name
+        Start of the file names (``<name>_<task>.png``).
     """
     if table.empty or not map_dimensions(table):
         return []
@@ -900,5 +946,5 @@ def figure_verdict_map(table: pd.DataFrame, figs: Path) -> list[str]:
     palette = [mpl.colormaps["tab10"](k) for k in range(10)]
     leaders = sorted(set(table["leader"]))
     colours = {m: mpl.colors.to_hex(palette[k % len(palette)]) for k, m in enumerate(leaders)}
-    return [save(_verdict_map_figure(table, task, colours), figs / f"verdict_map_{task}.png")
+    return [save(_verdict_map_figure(table, task, colours, point), figs / f"{name}_{task}.png")
             for task in dict.fromkeys(table["task"])]

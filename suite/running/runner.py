@@ -40,7 +40,13 @@ from twsbench.running.plan import ModelRun, code_files, code_hash, fit_groups, p
 from twsbench.running.records import FOLDER, Failure, Records, task_key
 from twsbench.running.tasks import FitResult, World
 from twsbench.scoring import uncertainty
-from twsbench.scoring.comparisons import MONTHLY_LOSSES, WORLDS_MONTHLY, compare
+from twsbench.scoring.comparisons import (
+    MAP_REFERENCE,
+    MONTHLY_LOSSES,
+    VERDICT_MAP,
+    WORLDS_MONTHLY,
+    compare,
+)
 from twsbench.scoring.reference import truth_on_cells
 from twsbench.scoring.table import COLUMNS, MONTHLY_COLUMNS
 
@@ -492,8 +498,31 @@ def execute(config: Config, folder: RunFolder, *, benchmark_json: list[Path] | N
     t0 = time.perf_counter()
     compare(work)
     stages["comparisons"] = time.perf_counter() - t0
+    if config.report.verdict_map:
+        stage("locating the inputs on the verdict map")
+        meta["located"] = _place_on_map(config, work)
     write_meta(work, meta)
     return meta
+
+
+def _place_on_map(config: Config, work: Path) -> list[dict[str, Any]]:
+    """Where the run's inputs (the primary world's, for a twin) sit on the twin's axes
+    (:mod:`twsbench.scoring.locate`, no truth read), and a copy of the verdict map of
+    ``[report] verdict_map`` in the run folder for the report to draw them on."""
+    from dataclasses import asdict
+
+    from twsbench.scoring.locate import locate_files
+
+    files = resolve_inputs(config)
+    located = locate_files(files.grace, files.wghm, files.era5)
+    shutil.copy(map_source(config), work / MAP_REFERENCE)
+    return [asdict(a) for a in located]
+
+
+def map_source(config: Config) -> Path:
+    """The ``verdict_map.csv`` that ``[report] verdict_map`` names (a file or a run folder)."""
+    path = Path(str(config.report.verdict_map))
+    return path / VERDICT_MAP if path.is_dir() else path
 
 
 def tuning_status(config: Config, runs: list[ModelRun]) -> dict[str, dict[str, Any]]:

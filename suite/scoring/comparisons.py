@@ -34,6 +34,8 @@ MONTHLY_LOSSES = ("mse_submascon_truth", "mse_fine_truth", "mse_mascon_grace")
 #: with several worlds: each world's monthly losses, and each world's verdict per task
 WORLDS_MONTHLY = "worlds_monthly.csv"
 VERDICT_MAP = "verdict_map.csv"
+#: a run that locates its inputs on a map run's verdict map keeps a copy of that map here
+MAP_REFERENCE = "verdict_map_reference.csv"
 #: where a world sits: its level, seed and axes (``meta.json``'s ``world_axes``)
 WORLD_COLUMNS = ("realism", "seed", "submascon_skill", "submascon_share", "human_ratio",
                  "submascon_structure")

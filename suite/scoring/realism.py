@@ -59,6 +59,8 @@ class Calibration:
 
     per_mascon: pd.DataFrame  # zone, r, nse, amp_ratio, phase_diff, trend_diff
     twin: dict[str, float] = field(default_factory=dict)
+    #: statistics of the inputs alone that inform the twin's axes (:data:`INPUT_LABELS`)
+    inputs: dict[str, float] = field(default_factory=dict)
 
     def by_zone(self) -> pd.DataFrame:
         """Medians by climate zone and over all mascons, with the number of mascons."""
@@ -147,11 +149,50 @@ def measure(grace: str | Path, wghm: str | Path, era5: Sequence[str | Path],
     zone = climate_zone(np.abs(clat), np.asarray(t2m.values, dtype=np.float64), amp_g)
     per.insert(0, "zone", [ZONE_NAMES[z] for z in zone])
     per.index = pd.Index(mascons.ids, name="mascon")
-    out = Calibration(per_mascon=per)
+    e_cells = _anomaly(_on_cells(e["storage"], lat, lon, flat, months), months)
+    out = Calibration(per_mascon=per, inputs=_inputs_only(
+        mascons, lat2, lon2, clat, clon, np.unique(lon2).size >= 719, months, g_m, w_cells,
+        e_cells))
     if t is not None:
-        out.twin = _twin_only(mascons, flat, lat, lon, months, g_m, w_cells, e, t,
+        out.twin = _twin_only(mascons, flat, lat, lon, months, g_m, w_cells, e_cells, t,
                               g["uncertainty"].sel(time=months.astype("datetime64[ns]")).values)
     return out
+
+
+def _cell_r(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> float:
+    """Area-weighted median over cells of the correlation over months (NaN cells left out)."""
+    return metrics.weighted_median(metrics.kge_per_unit(x, y)["r"], weights)
+
+
+def _inputs_only(mascons: Mascons, lat2: np.ndarray, lon2: np.ndarray, clat: np.ndarray,
+                 clon: np.ndarray, wrap: bool, months: np.ndarray, g_m: np.ndarray,
+                 w_cells: np.ndarray, era5: np.ndarray) -> dict[str, float]:
+    """What the inputs alone say about the twin's axes: how WaterGAP's, ERA5 storage's and
+    interpolated GRACE's departures below the mascon scale agree, WaterGAP's own sub-mascon
+    share, seasonal share and trends, and how WaterGAP's mascon trends follow GRACE's."""
+    from twsbench.downscaling.interpolation import centroid_weights
+
+    weights = mascons.weights
+    dev = lambda x: mascons.deviation(x.T).T  # noqa: E731
+    d_w, d_e = dev(w_cells), dev(np.nan_to_num(era5))
+    d_g = dev((centroid_weights(clat, clon, lat2, lon2, mascons.cell_mascon, wrap) @ g_m.T).T)
+    years = months.astype("datetime64[M]")
+    trend_w = metrics.trend_per_unit(mascons.mean(w_cells.T).T, years)
+    trend_g = metrics.trend_per_unit(g_m, years)
+    tg = trend_g - trend_g.mean()
+    sub_trend = metrics.trend_per_unit(d_w, years)
+    return {
+        "wghm_era5_submascon_r": _cell_r(d_w, d_e, weights),
+        "wghm_grace_submascon_r": _cell_r(d_w, d_g, weights),
+        "era5_grace_submascon_r": _cell_r(d_e, d_g, weights),
+        "wghm_submascon_share": float((weights * d_w.var(axis=0)).sum()
+                                      / (weights * w_cells.var(axis=0)).sum()),
+        "wghm_submascon_seasonal": _seasonal_share(d_w, months, weights),
+        "wghm_submascon_trend_rms": float(np.sqrt((weights * sub_trend**2).sum()
+                                                  / weights.sum())),
+        "wghm_grace_trend_slope": float((tg * (trend_w - trend_w.mean())).sum()
+                                        / max(float((tg * tg).sum()), 1e-12)),
+    }
 
 
 def _points(values: np.ndarray):
@@ -187,10 +228,9 @@ def _submascon_r(x: np.ndarray, truth: np.ndarray, mascons: Mascons) -> np.ndarr
 
 
 def _twin_only(mascons: Mascons, flat: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-               months: np.ndarray, g_m: np.ndarray, w_cells: np.ndarray, e, t,
+               months: np.ndarray, g_m: np.ndarray, w_cells: np.ndarray, era5: np.ndarray, t,
                sigma: np.ndarray) -> dict[str, float]:
     truth = _on_cells(t, lat, lon, flat, months)
-    era5 = _anomaly(_on_cells(e["storage"], lat, lon, flat, months), months)
     cell_area = mascons.weights
     t_m = mascons.mean(truth.T).T
     err = g_m - t_m
@@ -280,6 +320,17 @@ def axis_rows(cal: Calibration, axes: Axes) -> list[list[str]]:
             out.append([key, f"{target:g}", f"{cal.twin.get(stat, float('nan')):.3f}", how])
     return out
 
+
+#: Labels of the statistics of the inputs alone that inform the twin's axes.
+INPUT_LABELS = {
+    "wghm_era5_submascon_r": "WaterGAP sub-mascon r with ERA5 storage's (cell median)",
+    "wghm_grace_submascon_r": "WaterGAP sub-mascon r with interpolated GRACE's (cell median)",
+    "era5_grace_submascon_r": "ERA5 storage sub-mascon r with interpolated GRACE's",
+    "wghm_submascon_share": "WaterGAP's own variance below mascon scale (share)",
+    "wghm_submascon_seasonal": "share of it in WaterGAP's seasonal cycle",
+    "wghm_submascon_trend_rms": "WaterGAP's sub-mascon trend, area RMS (mm/yr)",
+    "wghm_grace_trend_slope": "WaterGAP's mascon trend on GRACE's (slope over mascons)",
+}
 
 #: Labels of the twin-only statistics.
 TWIN_LABELS = {

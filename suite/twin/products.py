@@ -180,8 +180,9 @@ def with_skill(world: World, source: str, own: np.ndarray, months: np.ndarray) -
     Per land cell, the model's departure is split into its part along the truth's departure
     and the rest; the new departure is ``ρ`` of the truth's standardised departure and
     ``√(1−ρ²)`` of the standardised rest, times the truth's departure sd and a factor of the
-    model's own. ``ρ`` varies between cells around the target (:data:`SKILL_SPREAD`); the
-    mascon means are the model's own. Without the axis, ``own`` is returned as it is."""
+    model's own. ``ρ`` varies between cells (:data:`SKILL_SPREAD`) around a level set so that
+    the measured cell median is the target (:func:`_skill_fit`); the mascon means are the
+    model's own. Without the axis, ``own`` is returned as it is."""
     if world.axes.submascon_skill is None:
         return own
     fit = _skill_fit(world, source)
