@@ -221,12 +221,6 @@ def _versus(model: np.ndarray, grace: np.ndarray, months: np.ndarray) -> pd.Data
                          "beats_climatology": (cyclo > 0).astype(float)})
 
 
-def _submascon_r(x: np.ndarray, truth: np.ndarray, mascons: Mascons) -> np.ndarray:
-    """Per-cell correlation over time of the departures from the mascon mean."""
-    dx, dt = mascons.deviation(x.T).T, mascons.deviation(truth.T).T
-    return metrics.kge_per_unit(dx, dt)["r"]
-
-
 def _twin_only(mascons: Mascons, flat: np.ndarray, lat: np.ndarray, lon: np.ndarray,
                months: np.ndarray, g_m: np.ndarray, w_cells: np.ndarray, era5: np.ndarray, t,
                sigma: np.ndarray) -> dict[str, float]:
@@ -248,8 +242,8 @@ def _twin_only(mascons: Mascons, flat: np.ndarray, lat: np.ndarray, lon: np.ndar
     return {
         "wghm_ds_error": float(np.median(ds_err(w_m))),
         "grace_ds_error": float(np.median(ds_err(g_m))),
-        "wghm_submascon_r": wm(_submascon_r(w_cells, truth, mascons)),
-        "era5_submascon_r": wm(_submascon_r(era5, truth, mascons)),
+        "wghm_submascon_r": _cell_r(d_wghm, d_truth, cell_area),
+        "era5_submascon_r": _cell_r(mascons.deviation(era5.T).T, d_truth, cell_area),
         "truth_submascon_share": float((cell_area * d_truth.var(axis=0)).sum()
                                        / (cell_area * truth.var(axis=0)).sum()),
         "truth_submascon_seasonal": _seasonal_share(d_truth, months, cell_area),
