@@ -46,6 +46,7 @@ def _world(args: argparse.Namespace, console: Console) -> int:
         cal = measure(files.grace, files.wghm, files.era5, files.truth)
         timings["calibration"] = time.perf_counter() - t1
     total = time.perf_counter() - t0
+    axes = world.axes  # with the level's own point on the axes it sets
     where = args.realism + (f", {axes.describe()}" if axes.any else "")
     table = Table(title=f"twin world: {domain.describe()}, {where}, seed {args.seed}",
                   show_header=False)

@@ -27,7 +27,7 @@ WORLDS = {
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
     out = {}
-    for name, axes in WORLDS.items():
+    for name, axes in {**WORLDS, "level": Axes()}.items():  # level: the realistic level's own
         _, files, _ = make_world(BOX, 0, tmp_path_factory.mktemp(f"axes-{name}"), axes=axes)
         out[name] = calibration.measure(files.grace, files.wghm, files.era5, files.truth).twin
     return out
@@ -59,13 +59,27 @@ def test_human_ratio_sets_the_hotspot_trend_slope(measured, name):
     assert 0.5 * ratio - 0.1 <= slope <= 1.5 * ratio + 0.1
 
 
+def test_realistic_level_carries_human_use_in_its_stated_range(measured):
+    """The realistic level is a point on the human_ratio axis: with no axis set, WaterGAP's
+    sub-mascon trend at the (glacier-free) hotspots follows the truth's inside the level's
+    stated range."""
+    lo, hi = calibration.HUMAN_HOTSPOT_SLOPE["realistic"]
+    assert measured["level"]["hotspot_cells"] >= 20
+    assert lo <= measured["level"]["wghm_hotspot_slope"] <= hi
+    assert measured["level"]["wghm_hotspot_r"] >= 0.5
+
+
 def test_axes_change_only_what_they_name():
-    """A world with no axes set is the level's own (bit for bit); setting the skill changes
-    WaterGAP and ERA5, not the truth or GRACE; the same axes and seed give the same arrays."""
+    """A world with no axes set is the level's own point (bit for bit the world that sets the
+    level's human_ratio); setting the skill changes WaterGAP and ERA5, not the truth or GRACE;
+    the same axes and seed give the same arrays."""
     plain = build_world(BOX, 3, progress=lambda _: None)
+    named = build_world(BOX, 3, progress=lambda _: None, axes=Axes(human_ratio=1.0))
     skill = build_world(BOX, 3, progress=lambda _: None, axes=Axes(submascon_skill=0.6))
     again = build_world(BOX, 3, progress=lambda _: None, axes=Axes(submascon_skill=0.6))
     months = MONTHS[60:66]
+    np.testing.assert_array_equal(products.wghm_block(plain, months),
+                                  products.wghm_block(named, months))
     np.testing.assert_array_equal(plain.truth, skill.truth)
     np.testing.assert_array_equal(plain.grace, skill.grace)
     assert not np.allclose(products.wghm_block(plain, months), products.wghm_block(skill, months),

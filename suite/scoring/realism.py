@@ -381,10 +381,20 @@ BANDS: dict[str, dict[str, tuple[float, float]]] = {
     "optimistic": {"nse": (0.7, 0.9), "r": (0.85, 0.97), "wghm_submascon_r": (0.7, 0.9),
                    "grace_error_lag1": (-0.15, 0.15), "grace_error_over_sigma": (0.75, 1.1)},
     "realistic": {"nse": (0.3, 0.6), "r": (0.65, 0.85), "wghm_submascon_r": (0.15, 0.5),
-                  "grace_error_lag1": (0.6, 0.9), "grace_error_over_sigma": (0.75, 1.1)},
+                  "grace_error_lag1": (0.6, 0.9), "grace_error_over_sigma": (0.75, 1.1),
+                  "wghm_hotspot_slope": (0.05, 0.3)},
     "pessimistic": {"nse": (0.0, 0.35), "r": (0.45, 0.7), "wghm_submascon_r": (0.0, 0.3),
-                    "grace_error_lag1": (0.55, 0.85), "grace_error_over_sigma": (0.95, 1.4)},
+                    "grace_error_lag1": (0.55, 0.85), "grace_error_over_sigma": (0.95, 1.4),
+                    "wghm_hotspot_slope": (0.02, 0.2)},
 }
+
+#: Each level's stated range of WaterGAP's hotspot trend slope (``wghm_hotspot_slope``) where
+#: the hotspots are human water use, no glacier among them: the level's ``human_ratio`` ×
+#: 0.5–1.5 (per-hotspot factors, displaced and resized footprints), ± 0.1. On the default
+#: twin most hotspot cells are Himalayan glaciers, which WaterGAP never carries, and the slope
+#: is far lower (its band in :data:`BANDS`).
+HUMAN_HOTSPOT_SLOPE: dict[str, tuple[float, float]] = {
+    "realistic": (0.4, 1.6), "pessimistic": (0.15, 0.85)}
 
 
 def outside_bands(cal: Calibration, realism: str) -> list[str]:

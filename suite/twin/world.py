@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -73,6 +73,9 @@ class Level:
     sigma_spread: float  # lognormal sd of that ratio across mascons
     leakage: float  # share of a mascon's value blurred from its ~300-km surroundings
     damping: float  # largest damping of a low-variance mascon's signal
+    #: how much of the truth's depletion and reservoir trends WaterGAP carries at this level
+    #: (its point on the ``human_ratio`` axis; a world's own ``human_ratio`` replaces it)
+    human_ratio: float | None = None
 
 
 #: The realism levels. ``optimistic`` is the construction of twsbench ≤ 0.x: the model is a
@@ -83,11 +86,11 @@ LEVELS: dict[str, Level | None] = {
     "realistic": Level(zone_scale=1.0, amp_noise=0.3, phase_noise=0.6, wet_share=0.4,
                        pattern_corr=0.5, own_mode=30.0, variability_corr=0.3, pluri_amp=1.0,
                        pluri_seen=0.5, grace_rho=0.8, sigma_ratio=1.0, sigma_spread=0.35,
-                       leakage=0.15, damping=0.2),
+                       leakage=0.15, damping=0.2, human_ratio=1.0),
     "pessimistic": Level(zone_scale=1.5, amp_noise=0.5, phase_noise=1.2, wet_share=0.2,
                          pattern_corr=0.3, own_mode=40.0, variability_corr=0.1, pluri_amp=1.4,
                          pluri_seen=0.3, grace_rho=0.7, sigma_ratio=1.25, sigma_spread=0.5,
-                         leakage=0.25, damping=0.35),
+                         leakage=0.25, damping=0.35, human_ratio=0.5),
 }
 
 #: Climate zones of the twin and of the calibration report: cold (mean 2-m temperature below
@@ -236,8 +239,8 @@ def build_world(domain: Domain, seed: int = 0,
     realism
         ``optimistic``, ``realistic`` or ``pessimistic`` (:data:`LEVELS`).
     axes
-        Where the world sits on what no source pins down (:class:`Axes`); unset axes keep
-        the level's construction.
+        Where the world sits on what no source pins down (:class:`Axes`); an unset axis
+        takes the level's own point (its ``human_ratio``) or keeps its construction.
 
     Returns
     -------
@@ -248,6 +251,8 @@ def build_world(domain: Domain, seed: int = 0,
     if axes.any and level is None:
         raise ConfigError(f"[twin] {axes.describe()}: expected realism realistic or "
                           "pessimistic (the optimistic level has no axes), found optimistic")
+    if level is not None and axes.human_ratio is None and level.human_ratio is not None:
+        axes = replace(axes, human_ratio=level.human_ratio)
     step = progress or (lambda label: log.info("twin: %s", label))
     step("land mask and mascons")
     global_land = landmask.land_fraction(grid.LAT, grid.LON, grid.RES) >= landmask.LAND_THRESHOLD
