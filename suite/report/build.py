@@ -193,7 +193,8 @@ def _task_sections(task: str, run: Path, scores: pd.DataFrame, timing: pd.DataFr
             "validation months; see the README), scored on this task's months: the share of "
             "cell-months within ±1σ (68% if calibrated) and ±2σ (95%), the spread–skill "
             "ratio √(mean σ²)/RMSE (1 if calibrated) and the Gaussian CRPS (mm, lower is "
-            "better); the same at the hotspot cells, whose sub-mascon trend no input shows.",
+            "better); the same at the hotspot cells, whose sub-mascon trend the inputs show "
+            "in part at most.",
             u_board))
     names = figures.figure_leaderboard(board, str(rank), figs, task=task)
     names += figures.figure_speed(board, str(rank), figs, task=task)
