@@ -115,10 +115,11 @@ def _trend(da, lat, lon):
     return np.polyfit(years, series.values, 1)[0]
 
 
-def test_depletion_hotspot_is_in_truth_and_grace_but_not_in_the_model(inputs):
-    # north-west India (the twin's hotspot at 29.5N 76E)
+def test_depletion_hotspot_is_in_truth_grace_and_watergap_but_not_era5(inputs):
+    # north-west India (the twin's hotspot at 29.5N 76E): WaterGAP simulates the pumping
+    # (the realistic level's human_ratio 1, with a factor and footprint of its own), ERA5 not
     assert _trend(inputs["truth"], 29.5, 76.0) < -15.0
-    assert abs(_trend(inputs["wghm"], 29.5, 76.0)) < 5.0
+    assert _trend(inputs["wghm"], 29.5, 76.0) < -10.0
     assert abs(_trend(inputs["era5"]["storage"], 29.5, 76.0)) < 5.0
     assert _trend(inputs["grace"]["lwe_thickness"], 29.5, 76.0) < -3.0  # diluted over a mascon
 

@@ -18,6 +18,7 @@ from twsbench.inputs.era5 import LAYER_M
 from twsbench.twin import fields as fx
 from twsbench.twin.world import (
     MONTHS,
+    WGHM_MONTHS,
     World,
     add_reservoirs,
     decimal_years,
@@ -271,6 +272,9 @@ def wghm_block(world: World, months: np.ndarray) -> np.ndarray:
         out = with_skill(world, "wghm", out, months)
     if world.axes.human_ratio is not None:
         out += human_use(world, months)
+        # the groundwater pumped by the record's end was in storage before pumping: the base
+        # holds it, so absolute storage stays positive (a constant per cell, as the base)
+        out += np.maximum(-human_use(world, WGHM_MONTHS[-1:])[0], 0.0)[None]
     out += lt["wghm_base"][None]
     out[:, ~wghm_land(world)] = np.nan
     return out.astype(np.float32)
