@@ -50,8 +50,11 @@ def test_each_world_gets_its_leader_and_its_place_on_the_map(map_run):
         second = next(m for m in means.index[1:] if means[m] != means.iloc[0])
         assert row["leader"] == means.index[0] and row["second"] == second
         assert row["margin"] == pytest.approx(means.iloc[0] - means[second])
-        # significant exactly when the interval leaves out zero
-        assert bool(row["significant"]) == (row["ci low"] > 0 or row["ci high"] < 0)
+        # significant exactly when the interval lies below zero (the leader's loss lower);
+        # reversed when it lies above (the second's loss lower)
+        assert bool(row["significant"]) == (row["ci high"] < 0)
+        assert row["lead"] == ("significant" if row["ci high"] < 0 else "reversed"
+                               if row["ci low"] > 0 else "not significant")
     # the worlds differ: the skill changes what WaterGAP-driven models score
     lgbm = worlds[(worlds["model"] == "lightgbm") & (worlds["split"] == "downscale")
                   & (worlds["metric"] == "nse_submascon_truth") & (worlds["region"] == "domain")]
@@ -148,3 +151,23 @@ def test_the_located_point_is_drawn_where_its_estimate_falls():
     (line,) = [ln for ln in fig.axes[0].lines if ln.get_marker() == "o"]
     # halfway between the two columns and the two rows
     assert line.get_xdata()[0] == pytest.approx(0.5) and line.get_ydata()[0] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("offset, expected", [(-40.0, "significant"), (0.0, "not significant"),
+                                              (40.0, "reversed")])
+def test_a_lead_counts_only_when_the_leaders_loss_is_lower(offset, expected):
+    """The leader by its score can have the higher monthly loss (the score is a median over
+    cells, the loss pooled): that lead is reversed, never significant."""
+    from twsbench.scoring.comparisons import lead, monthly_loss
+
+    meta = {"has_truth": True, "config": {"ranking": {"resamples": 500}}}
+    loss = monthly_loss(meta, "gapfill")
+    months = pd.period_range("2003-01", periods=48, freq="M").to_timestamp()
+    rng = np.random.default_rng(0)
+    base = 500.0 + 100.0 * rng.standard_normal(48)
+    rows = [{"month": m, "model": model, "seed": 0, "split": "gapfill", "metric": loss,
+             "value": v + (offset if model == "first" else 0.0) + rng.normal(0.0, 5.0)}
+            for model in ("first", "second") for m, v in zip(months, base, strict=True)]
+    out = lead(pd.DataFrame(rows), meta, "gapfill", "first", "second")
+    assert out["lead"] == expected
+    assert out["significant"] == (expected == "significant")

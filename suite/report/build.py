@@ -254,7 +254,7 @@ def _verdict(run: Path, scores: pd.DataFrame, timing: pd.DataFrame, meta: dict
             row |= {"second": second, "margin": score - float(board.loc[second, metric]),
                     "mean change": test["mean change"],
                     "95% interval": f"{test['ci low']:.4g} to {test['ci high']:.4g}",
-                    "lead": "significant" if test["significant"] else "not significant"}
+                    "lead": test["lead"]}
         rows.append(row)
     world = f" in the primary world `{meta['worlds'][0]}`" if meta.get("worlds") else ""
     text = (f"Per task, the leader on its primary score (mean over seeds){world}, its margin "
@@ -262,7 +262,10 @@ def _verdict(run: Path, scores: pd.DataFrame, timing: pd.DataFrame, meta: dict
             "and whether its lower monthly loss is significant (mean change and 95% interval "
             f"of a paired block bootstrap over {BLOCK}-month blocks; "
             "negative: the leader's loss is lower). Where the lead is not significant, the "
-            "first two are tied on this evidence. `twsbench release` would publish "
+            "first two are tied on this evidence; `reversed`: the second's monthly loss is "
+            "significantly lower, so the primary score (a median over cells) and the loss "
+            "(pooled over cells) disagree and neither crowns the leader. `twsbench release` "
+            "would publish "
             f"**{released}**.")
     failed = meta.get("failed_tasks", [])
     if failed:
@@ -281,7 +284,7 @@ def _verdict_map_section(run: Path, figs: Path) -> tuple[str, pd.DataFrame, list
     dims = figures.map_dimensions(table)
     names = figures.figure_verdict_map(table, figs)
     shown = table[["world", *[c for c in WORLD_COLUMNS if c in dims], "task", "leader",
-                   "second", "margin", "mean change", "ci low", "ci high", "significant"]]
+                   "second", "margin", "mean change", "ci low", "ci high", "lead"]]
     summary = "; ".join(
         f"{task}: " + ", ".join(f"`{m}` leads in {n}" for m, n in
                                 table[table["task"] == task]["leader"].value_counts().items())
@@ -289,7 +292,8 @@ def _verdict_map_section(run: Path, figs: Path) -> tuple[str, pd.DataFrame, list
     text = (f"Which model leads in each of the {table['world'].nunique()} worlds, and by how "
             "much over the second (the primary score's margin; the monthly loss's mean "
             f"change and 95% interval, paired block bootstrap over {BLOCK}-month blocks). "
-            "Hatched in the figures: the lead is not significant. " + summary + ". "
+            "Hatched in the figures: the lead is not significant (or reversed: the second's "
+            "monthly loss is significantly lower). " + summary + ". "
             "Full table: `verdict_map.csv`.")
     return text, shown.set_index("world"), names
 

@@ -890,6 +890,8 @@ def _verdict_map_figure(table: pd.DataFrame, task: str, colours: dict[str, str],
                                    edgecolor="white", lw=1.5,
                                    hatch=None if significant else NOT_SIGNIFICANT_HATCH))
             margin = f"\n+{r['margin']:.2f}" if pd.notna(r.get("margin")) else ""
+            if r.get("lead") == "reversed":  # the second's monthly loss is significantly lower
+                margin += " (loss: reversed)"
             ax.text(i, j, f"{r['leader']}{margin}", ha="center", va="center", fontsize=7,
                     bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 1})
         if point:
@@ -909,7 +911,7 @@ def _verdict_map_figure(table: pd.DataFrame, task: str, colours: dict[str, str],
     handles: list[Artist] = [Patch(facecolor=c, label=m) for m, c in colours.items()
                              if m in set(rows["leader"])]
     handles.append(Patch(facecolor="white", edgecolor="0.3", hatch=NOT_SIGNIFICANT_HATCH,
-                         label="lead not significant\n(block bootstrap, 95%)"))
+                         label="lead not significant\nor reversed (block\nbootstrap, 95%)"))
     if point:
         from matplotlib.lines import Line2D
 

@@ -41,7 +41,7 @@ WORLD_COLUMNS = ("realism", "seed", "submascon_skill", "submascon_share", "human
                  "submascon_structure")
 VERDICT_COLUMNS = ("world", *WORLD_COLUMNS, "task", "metric", "leader", "leader score",
                    "second", "second score", "margin", "loss", "mean change", "ci low",
-                   "ci high", "months", "significant")
+                   "ci high", "months", "significant", "lead")
 
 
 def resamples(meta: dict) -> int:
@@ -146,13 +146,17 @@ def lead(monthly: pd.DataFrame, meta: dict, task: str, leader: str, second: str
          ) -> dict[str, Any]:
     """The leader against the second on a task's monthly loss (mean over seeds): mean change
     (negative: the leader's loss is lower), its 95% interval (paired block bootstrap over
-    12-month calendar blocks) and the number of months."""
+    12-month calendar blocks) and the number of months. ``significant``: the interval lies
+    below zero. ``lead``: ``significant``, ``not significant``, or ``reversed`` where the
+    interval lies above zero: the second's loss is significantly lower, the primary score (a
+    median over cells) and the loss (pooled over cells) disagree."""
     loss, table, months = _loss_table(monthly, meta, task)
     iv = block_bootstrap((table[leader] - table[second]).to_numpy()[:, None], months,
                          block=BLOCK, n=resamples(meta), seed=0)
-    return {"loss": loss, "mean change": float(iv.mean[0]), "ci low": float(iv.low[0]),
-            "ci high": float(iv.high[0]), "months": int(iv.n_months[0]),
-            "significant": bool(iv.significant[0])}
+    low, high = float(iv.low[0]), float(iv.high[0])
+    verdict = "significant" if high < 0 else "reversed" if low > 0 else "not significant"
+    return {"loss": loss, "mean change": float(iv.mean[0]), "ci low": low, "ci high": high,
+            "months": int(iv.n_months[0]), "significant": high < 0, "lead": verdict}
 
 
 def runner_up(board: pd.DataFrame, monthly: pd.DataFrame, meta: dict, task: str
